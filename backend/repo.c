@@ -1,0 +1,532 @@
+/* SPDX-License-Identifier: MIT */
+#include "backend/repo.h"
+
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache/util.h"
+
+#define CONFIG_MAX 4096
+#define KEYFILE_MAX 4096
+#define META_MAX (256u << 20) /* one index file or manifest */
+
+typedef struct IndexEntry {
+    PrId id;
+    uint32_t pack; /* into packs[] */
+    uint32_t offset, length, raw_length;
+    uint8_t type;
+} IndexEntry;
+
+struct PrRepo {
+    atomic_int refs;
+    PrStore *store;
+    PrKeys keys;
+    PrRepoConfig config;
+    PrChunker *chunker;
+
+    pthread_mutex_t index_lock;
+    bool index_loaded;
+    IndexEntry *entries; /* sorted by id */
+    size_t nentries;
+    PrId *packs;
+    size_t npacks;
+};
+
+PrStore *pr_repo_store(PrRepo *r) { return r->store; }
+const PrKeys *pr_repo_keys(PrRepo *r) { return &r->keys; }
+const PrRepoConfig *pr_repo_config(PrRepo *r) { return &r->config; }
+const PrChunker *pr_repo_chunker(PrRepo *r) { return r->chunker; }
+
+void pr_pack_key(const PrId *pack, char *buf) {
+    char hex[2 * PR_ID_LEN + 1];
+    pr_hex(pack->b, PR_ID_LEN, hex);
+    snprintf(buf, PR_PACK_KEY_MAX, "data/%.2s/%s", hex, hex);
+}
+
+PrRepo *pr_repo_ref(PrRepo *r) {
+    if (r) atomic_fetch_add(&r->refs, 1);
+    return r;
+}
+
+void pr_repo_unref(PrRepo *r) {
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+    pr_store_free(r->store);
+    pr_chunker_free(r->chunker);
+    free(r->entries);
+    free(r->packs);
+    pthread_mutex_destroy(&r->index_lock);
+    OPENSSL_cleanse(&r->keys, sizeof r->keys);
+    free(r);
+}
+
+static PrRepo *repo_new(PrStore *store) {
+    PrRepo *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    atomic_init(&r->refs, 1);
+    r->store = store;
+    pthread_mutex_init(&r->index_lock, NULL);
+    return r;
+}
+
+/* ---- config ---- */
+
+static int config_format(const PrRepoConfig *c, char **ret) {
+    char id[65];
+    pr_hex(c->id, 32, id);
+    if (asprintf(ret,
+                 "prafs repository\n"
+                 "version=%u\n"
+                 "id=%s\n"
+                 "chunker=fastcdc\n"
+                 "chunker_min=%u\n"
+                 "chunker_avg=%u\n"
+                 "chunker_max=%u\n"
+                 "pack_size=%u\n",
+                 c->version, id, c->chunker.min_size, c->chunker.avg_size, c->chunker.max_size,
+                 c->pack_size) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static int config_parse(const char *text, size_t len, PrRepoConfig *ret) {
+    PrRepoConfig c = {0};
+    bool have_id = false, fastcdc = false;
+    if (len < 17 || memcmp(text, "prafs repository\n", 17) != 0) return -EBADMSG;
+    _cleanup_free_ char *copy = strndup(text, len);
+    if (!copy) return -ENOMEM;
+    char *save = NULL;
+    for (char *line = strtok_r(copy + 17, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *eq = strchr(line, '=');
+        if (!eq) return -EBADMSG;
+        *eq = 0;
+        const char *k = line, *v = eq + 1;
+        char *end;
+        unsigned long n = strtoul(v, &end, 10);
+        bool num_ok = *v && !*end && n <= UINT32_MAX;
+        if (strcmp(k, "version") == 0 && num_ok) c.version = (uint32_t)n;
+        else if (strcmp(k, "id") == 0) {
+            if (pr_unhex(v, c.id, 32) < 0) return -EBADMSG;
+            have_id = true;
+        } else if (strcmp(k, "chunker") == 0) fastcdc = strcmp(v, "fastcdc") == 0;
+        else if (strcmp(k, "chunker_min") == 0 && num_ok) c.chunker.min_size = (uint32_t)n;
+        else if (strcmp(k, "chunker_avg") == 0 && num_ok) c.chunker.avg_size = (uint32_t)n;
+        else if (strcmp(k, "chunker_max") == 0 && num_ok) c.chunker.max_size = (uint32_t)n;
+        else if (strcmp(k, "pack_size") == 0 && num_ok) c.pack_size = (uint32_t)n;
+        /* unknown keys are ignored: later versions may add optional settings */
+    }
+    if (!have_id || !fastcdc || c.version == 0) return -EBADMSG;
+    if (c.pack_size < (1u << 20) || c.pack_size > (256u << 20)) return -EBADMSG;
+    if (c.chunker.max_size > PR_MAX_BLOB) return -EBADMSG;
+    *ret = c;
+    return 0;
+}
+
+/* The chunker's gear seed is secret, derived from the id key, so that chunk sizes leak nothing a
+ * repository-independent table would. */
+static int make_chunker(PrRepo *r) {
+    PrId seed;
+    static const char label[] = "prafs chunker seed";
+    pr_blob_id(&r->keys, label, sizeof label - 1, &seed);
+    r->config.chunker.seed = pr_get_u64(seed.b);
+    return pr_chunker_new(&r->config.chunker, &r->chunker);
+}
+
+int pr_repo_init(PrStore *store, const char *password, const PrScryptParams *scrypt, PrRepo **ret) {
+    _cleanup_(pr_repo_unrefp) PrRepo *r = repo_new(store);
+    if (!r) {
+        pr_store_free(store);
+        return -ENOMEM;
+    }
+    int k = pr_store_create(store);
+    if (k < 0) return pr_log_errno(k, "cannot create repository %s", store->location);
+    uint64_t size;
+    k = pr_store_stat(store, "config", &size);
+    if (k == 0) {
+        pr_log(PR_LOG_ERR, "%s already holds a repository", store->location);
+        return -EEXIST;
+    }
+    if (k != -ENOENT) return pr_log_errno(k, "cannot read %s", store->location);
+
+    r->config.version = PR_FORMAT_VERSION;
+    r->config.chunker = (PrChunkerParams){.min_size = 256u << 10, .avg_size = 1u << 20, .max_size = 4u << 20};
+    r->config.pack_size = PR_PACK_TARGET;
+    if ((k = pr_random(r->config.id, 32)) < 0 || (k = pr_keys_generate(&r->keys)) < 0) return k;
+    if ((k = make_chunker(r)) < 0) return k;
+
+    _cleanup_free_ void *wrapped = NULL;
+    size_t wlen;
+    k = pr_keys_wrap(&r->keys, password, scrypt ? scrypt : &pr_scrypt_default, &wrapped, &wlen);
+    if (k < 0) return pr_log_errno(k, "cannot wrap keys");
+    uint8_t kid[32];
+    char key[80], hex[65];
+    pr_sha256(wrapped, wlen, kid);
+    pr_hex(kid, 32, hex);
+    snprintf(key, sizeof key, "keys/%s", hex);
+    /* keys first, config last: a repository is there only once it can be opened */
+    k = pr_store_put(store, key, wrapped, wlen);
+    if (k < 0) return pr_log_errno(k, "cannot write %s", key);
+    _cleanup_free_ char *cfg = NULL;
+    if ((k = config_format(&r->config, &cfg)) < 0) return k;
+    k = pr_store_put(store, "config", cfg, strlen(cfg));
+    if (k < 0) return pr_log_errno(k, "cannot write config");
+    *ret = TAKE_PTR(r);
+    return 0;
+}
+
+typedef struct KeyList {
+    char **keys;
+    size_t n;
+} KeyList;
+
+static int collect_key(const char *key, uint64_t size, void *ud) {
+    (void)size;
+    KeyList *l = ud;
+    char **k = realloc(l->keys, sizeof *k * (l->n + 1));
+    if (!k) return -ENOMEM;
+    l->keys = k;
+    if (!(l->keys[l->n] = strdup(key))) return -ENOMEM;
+    l->n++;
+    return 0;
+}
+
+static void keylist_clear(KeyList *l) {
+    for (size_t i = 0; i < l->n; i++) free(l->keys[i]);
+    free(l->keys);
+    l->keys = NULL;
+    l->n = 0;
+}
+
+int pr_repo_open(PrStore *store, const char *password, PrRepo **ret) {
+    _cleanup_(pr_repo_unrefp) PrRepo *r = repo_new(store);
+    if (!r) {
+        pr_store_free(store);
+        return -ENOMEM;
+    }
+    _cleanup_free_ void *cfg = NULL;
+    size_t clen;
+    int k = pr_store_get(store, "config", 0, CONFIG_MAX, &cfg, &clen);
+    if (k == -ENOENT) {
+        pr_log(PR_LOG_ERR, "no repository at %s (run 'prafs init' first)", store->location);
+        return -ENOENT;
+    }
+    if (k < 0) return pr_log_errno(k, "cannot read the config of %s", store->location);
+    k = config_parse(cfg, clen, &r->config);
+    if (k < 0) return pr_log_errno(k, "%s/config is not a prafs repository config", store->location);
+    if (r->config.version != PR_FORMAT_VERSION) {
+        pr_log(PR_LOG_ERR, "%s uses repository format %u; this prafs reads format %u", store->location,
+               r->config.version, PR_FORMAT_VERSION);
+        return -EPROTONOSUPPORT;
+    }
+
+    _cleanup_(keylist_clear) KeyList kl = {0};
+    k = pr_store_list(store, "keys/", collect_key, &kl);
+    if (k < 0) return pr_log_errno(k, "cannot list the keys of %s", store->location);
+    if (kl.n == 0) {
+        pr_log(PR_LOG_ERR, "%s has no key files", store->location);
+        return -ENOENT;
+    }
+    bool opened = false;
+    for (size_t i = 0; i < kl.n && !opened; i++) {
+        _cleanup_free_ void *data = NULL;
+        size_t dlen;
+        k = pr_store_get(store, kl.keys[i], 0, KEYFILE_MAX, &data, &dlen);
+        if (k < 0) return pr_log_errno(k, "cannot read %s", kl.keys[i]);
+        k = pr_keys_unwrap(data, dlen, password, &r->keys);
+        if (k == 0) opened = true;
+        else if (k != -EACCES) pr_log_errno(k, "key file %s is damaged", kl.keys[i]);
+    }
+    if (!opened) {
+        pr_log(PR_LOG_ERR, "wrong password: no key of %s opens with it", store->location);
+        return -EACCES;
+    }
+    if ((k = make_chunker(r)) < 0) return pr_log_errno(k, "%s/config: bad chunker parameters", store->location);
+    *ret = TAKE_PTR(r);
+    return 0;
+}
+
+/* ---- index ---- */
+
+typedef struct IndexLoad {
+    IndexEntry *entries;
+    size_t n, cap;
+    PrId *packs;
+    size_t npacks, pcap;
+} IndexLoad;
+
+static int index_add_pack(const PrIndexPack *p, void *ud) {
+    IndexLoad *l = ud;
+    if (l->npacks == l->pcap) {
+        size_t cap = l->pcap ? l->pcap * 2 : 64;
+        PrId *q = realloc(l->packs, sizeof *q * cap);
+        if (!q) return -ENOMEM;
+        l->packs = q;
+        l->pcap = cap;
+    }
+    uint32_t pi = (uint32_t)l->npacks;
+    l->packs[l->npacks++] = p->pack;
+    if (l->n + p->n > l->cap) {
+        size_t cap = l->cap ? l->cap : 1024;
+        while (cap < l->n + p->n) cap *= 2;
+        IndexEntry *q = realloc(l->entries, sizeof *q * cap);
+        if (!q) return -ENOMEM;
+        l->entries = q;
+        l->cap = cap;
+    }
+    for (uint32_t i = 0; i < p->n; i++) {
+        const PrBlobRef *b = &p->blobs[i];
+        l->entries[l->n++] = (IndexEntry){b->id, pi, b->offset, b->length, b->raw_length, b->type};
+    }
+    return 0;
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    return memcmp(((const IndexEntry *)a)->id.b, ((const IndexEntry *)b)->id.b, PR_ID_LEN);
+}
+
+static int load_index_locked(PrRepo *r) {
+    _cleanup_(keylist_clear) KeyList kl = {0};
+    int k = pr_store_list(r->store, "index/", collect_key, &kl);
+    if (k < 0) return pr_log_errno(k, "cannot list the index of %s", r->store->location);
+    IndexLoad l = {0};
+    for (size_t i = 0; i < kl.n; i++) {
+        _cleanup_free_ void *data = NULL;
+        size_t dlen;
+        k = pr_store_get(r->store, kl.keys[i], 0, META_MAX, &data, &dlen);
+        if (k < 0) {
+            k = pr_log_errno(k, "cannot read %s", kl.keys[i]);
+            break;
+        }
+        k = pr_index_file_decode(&r->keys, data, dlen, index_add_pack, &l);
+        if (k < 0) {
+            k = pr_log_errno(k, "index file %s is damaged", kl.keys[i]);
+            break;
+        }
+    }
+    if (k < 0) {
+        free(l.entries);
+        free(l.packs);
+        return k;
+    }
+    if (l.n) qsort(l.entries, l.n, sizeof *l.entries, cmp_entry);
+    free(r->entries);
+    free(r->packs);
+    r->entries = l.entries;
+    r->nentries = l.n;
+    r->packs = l.packs;
+    r->npacks = l.npacks;
+    r->index_loaded = true;
+    return 0;
+}
+
+int pr_repo_load_index(PrRepo *r, bool reload) {
+    pthread_mutex_lock(&r->index_lock);
+    int k = 0;
+    if (!r->index_loaded || reload) k = load_index_locked(r);
+    pthread_mutex_unlock(&r->index_lock);
+    return k;
+}
+
+int pr_repo_find_blob(PrRepo *r, const PrId *id, PrBlobLoc *ret) {
+    int k = pr_repo_load_index(r, false);
+    if (k < 0) return k;
+    size_t lo = 0, hi = r->nentries;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(r->entries[mid].id.b, id->b, PR_ID_LEN);
+        if (c == 0) {
+            const IndexEntry *e = &r->entries[mid];
+            if (ret)
+                *ret = (PrBlobLoc){r->packs[e->pack], {e->id, e->type, e->offset, e->length, e->raw_length}};
+            return 0;
+        }
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -ENOENT;
+}
+
+int pr_repo_read_blob(PrRepo *r, const PrId *id, void **ret, size_t *ret_len) {
+    PrBlobLoc loc;
+    char hex[65], key[PR_PACK_KEY_MAX];
+    int k = pr_repo_find_blob(r, id, &loc);
+    if (k == -ENOENT) {
+        pr_hex(id->b, PR_ID_LEN, hex);
+        pr_log(PR_LOG_ERR, "blob %s is not in the index of %s", hex, r->store->location);
+        return -ENOENT;
+    }
+    if (k < 0) return k;
+    pr_pack_key(&loc.pack, key);
+    _cleanup_free_ void *stored = NULL;
+    size_t slen;
+    k = pr_store_get(r->store, key, loc.ref.offset, loc.ref.length, &stored, &slen);
+    if (k < 0) return pr_log_errno(k, "cannot read %s", key);
+    if (slen != loc.ref.length) {
+        pr_log(PR_LOG_ERR, "%s is truncated: blob at offset %u needs %u bytes, got %zu", key, loc.ref.offset,
+               loc.ref.length, slen);
+        return -EBADMSG;
+    }
+    k = pr_blob_decode(&r->keys, id, stored, slen, loc.ref.raw_length, ret);
+    if (k == -EBADMSG) {
+        pr_hex(id->b, PR_ID_LEN, hex);
+        pr_log(PR_LOG_ERR, "%s is damaged: blob %.16s at offset %u fails authentication", key, hex, loc.ref.offset);
+    }
+    if (k < 0) return k;
+    *ret_len = loc.ref.raw_length;
+    return 0;
+}
+
+int pr_repo_read_tree(PrRepo *r, const PrId *id, PrTree **ret) {
+    _cleanup_free_ void *data = NULL;
+    size_t len;
+    int k = pr_repo_read_blob(r, id, &data, &len);
+    if (k < 0) return k;
+    k = pr_tree_decode(data, len, ret);
+    if (k < 0) {
+        char hex[65];
+        pr_hex(id->b, PR_ID_LEN, hex);
+        return pr_log_errno(k, "tree %.16s is malformed", hex);
+    }
+    return 0;
+}
+
+/* ---- snapshots ---- */
+
+void pr_format_time(int64_t sec, char *buf, size_t size) {
+    time_t t = (time_t)sec;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void pr_snapshot_list_free(PrSnapshot **list, size_t n) {
+    for (size_t i = 0; i < n; i++) pr_snapshot_free(list[i]);
+    free(list);
+}
+
+static int cmp_snapshot(const void *a, const void *b) {
+    const PrSnapshot *x = *(PrSnapshot *const *)a, *y = *(PrSnapshot *const *)b;
+    if (x->time_sec != y->time_sec) return x->time_sec < y->time_sec ? -1 : 1;
+    if (x->time_nsec != y->time_nsec) return x->time_nsec < y->time_nsec ? -1 : 1;
+    return memcmp(x->id.b, y->id.b, PR_ID_LEN);
+}
+
+int pr_repo_list_snapshots(PrRepo *r, PrSnapshot ***ret, size_t *ret_n) {
+    _cleanup_(keylist_clear) KeyList kl = {0};
+    int k = pr_store_list(r->store, "snapshots/", collect_key, &kl);
+    if (k < 0) return pr_log_errno(k, "cannot list the snapshots of %s", r->store->location);
+    PrSnapshot **list = calloc(kl.n ? kl.n : 1, sizeof *list);
+    if (!list) return -ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < kl.n; i++) {
+        _cleanup_free_ void *data = NULL;
+        size_t dlen;
+        k = pr_store_get(r->store, kl.keys[i], 0, META_MAX, &data, &dlen);
+        if (k == -ENOENT) continue; /* removed while we listed */
+        if (k < 0) {
+            pr_snapshot_list_free(list, n);
+            return pr_log_errno(k, "cannot read %s", kl.keys[i]);
+        }
+        k = pr_snapshot_decode(&r->keys, data, dlen, &list[n]);
+        if (k < 0) {
+            pr_snapshot_list_free(list, n);
+            return pr_log_errno(k, "snapshot manifest %s is damaged", kl.keys[i]);
+        }
+        char hex[65];
+        pr_hex(list[n]->id.b, PR_ID_LEN, hex);
+        if (strcmp(kl.keys[i] + strlen("snapshots/"), hex) != 0) {
+            pr_snapshot_list_free(list, n + 1);
+            pr_log(PR_LOG_ERR, "snapshot manifest %s does not match its name", kl.keys[i]);
+            return -EBADMSG;
+        }
+        n++;
+    }
+    qsort(list, n, sizeof *list, cmp_snapshot);
+    for (size_t i = 0; i < n; i++) {
+        char base[32];
+        pr_format_time(list[i]->time_sec, base, sizeof base);
+        unsigned dup = 0;
+        for (size_t j = i; j > 0 && list[j - 1]->time_sec == list[i]->time_sec; j--) dup++;
+        if (dup) snprintf(list[i]->label, sizeof list[i]->label, "%.24s-%u", base, dup);
+        else snprintf(list[i]->label, sizeof list[i]->label, "%s", base);
+    }
+    *ret = list;
+    *ret_n = n;
+    return 0;
+}
+
+int pr_repo_find_snapshot(PrRepo *r, const char *spec, PrSnapshot **ret) {
+    PrSnapshot **list;
+    size_t n;
+    int k = pr_repo_list_snapshots(r, &list, &n);
+    if (k < 0) return k;
+    ssize_t found = -1;
+    bool ambiguous = false;
+    if (strcmp(spec, "latest") == 0) {
+        if (n) found = (ssize_t)n - 1;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(list[i]->label, spec) == 0) found = (ssize_t)i;
+        size_t sl = strlen(spec);
+        if (found < 0 && sl >= 1 && sl <= 64 && strspn(spec, "0123456789abcdef") == sl) {
+            for (size_t i = 0; i < n; i++) {
+                char hex[65];
+                pr_hex(list[i]->id.b, PR_ID_LEN, hex);
+                if (strncmp(hex, spec, sl) == 0) {
+                    if (found >= 0) ambiguous = true;
+                    found = (ssize_t)i;
+                }
+            }
+        }
+    }
+    if (ambiguous) {
+        pr_log(PR_LOG_ERR, "snapshot id prefix '%s' is ambiguous: give more digits", spec);
+        k = -EEXIST;
+    } else if (found < 0) {
+        pr_log(PR_LOG_ERR, "no snapshot matches '%s' in %s", spec, r->store->location);
+        k = -ENOENT;
+    } else {
+        *ret = list[found];
+        list[found] = NULL;
+        k = 0;
+    }
+    pr_snapshot_list_free(list, n);
+    return k;
+}
+
+int pr_repo_resolve(PrRepo *r, const PrSnapshot *s, const char *path, PrNode *ret) {
+    PrNode cur = {.type = PR_NODE_DIR, .mode = 0755, .subtree = s->root};
+    if (!(cur.name = strdup(""))) return -ENOMEM;
+    _cleanup_free_ char *copy = strdup(path ? path : "");
+    if (!copy) {
+        pr_node_clear(&cur);
+        return -ENOMEM;
+    }
+    char *save = NULL;
+    for (char *comp = strtok_r(copy, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+        if (cur.type != PR_NODE_DIR) {
+            pr_log(PR_LOG_ERR, "%s: not a directory in snapshot %s", path, s->label);
+            pr_node_clear(&cur);
+            return -ENOTDIR;
+        }
+        _cleanup_(pr_tree_freep) PrTree *t = NULL;
+        int k = pr_repo_read_tree(r, &cur.subtree, &t);
+        if (k < 0) {
+            pr_node_clear(&cur);
+            return k;
+        }
+        const PrNode *n = pr_tree_find(t, comp);
+        if (!n) {
+            pr_log(PR_LOG_ERR, "%s: no such file or directory in snapshot %s", path, s->label);
+            pr_node_clear(&cur);
+            return -ENOENT;
+        }
+        pr_node_clear(&cur);
+        if ((k = pr_node_copy(n, &cur)) < 0) return k;
+    }
+    *ret = cur;
+    return 0;
+}

@@ -1,0 +1,987 @@
+/* SPDX-License-Identifier: MIT */
+/* The snapshot writer.
+ *
+ * Threads: the caller's thread walks the volumes, reads files, cuts chunks, computes their ids and
+ * decides what is new (it alone touches the dedup set). New blobs go through a queue bounded in bytes
+ * to `workers` threads that compress and encrypt them and append them to the open pack of their type
+ * (data or tree). A pack that reaches the target size goes to a queue bounded in count, where
+ * `uploaders` threads seal its trailer, name it by its hash and put it. Only after every pack is
+ * stored are the index file and then the manifest written: a writer killed at any point leaves
+ * nothing but unreferenced packs. Memory stays bounded by the two queues plus one buffer per thread. */
+#include "backend/writer.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <time.h>
+
+#include "cache/util.h"
+
+#define QUEUE_BYTES_MAX (48u << 20)
+#define PACKQ_MAX 3
+#define READ_BUF (16u << 20)
+#define HOLE_PIECE (1u << 30)
+
+/* ---- dedup set: ids this run has already queued ---- */
+
+typedef struct IdSet {
+    PrId *slots;
+    size_t cap, n;
+} IdSet;
+
+static bool idset_has(const IdSet *s, const PrId *id) {
+    if (!s->cap) return false;
+    size_t mask = s->cap - 1, i = pr_get_u64(id->b) & mask;
+    for (;; i = (i + 1) & mask) {
+        if (pr_id_is_zero(&s->slots[i])) return false;
+        if (memcmp(s->slots[i].b, id->b, PR_ID_LEN) == 0) return true;
+    }
+}
+
+static int idset_add(IdSet *s, const PrId *id) {
+    if ((s->n + 1) * 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4096;
+        PrId *slots = calloc(cap, sizeof *slots);
+        if (!slots) return -ENOMEM;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (pr_id_is_zero(&s->slots[i])) continue;
+            size_t j = pr_get_u64(s->slots[i].b) & (cap - 1);
+            while (!pr_id_is_zero(&slots[j])) j = (j + 1) & (cap - 1);
+            slots[j] = s->slots[i];
+        }
+        free(s->slots);
+        s->slots = slots;
+        s->cap = cap;
+    }
+    size_t mask = s->cap - 1, i = pr_get_u64(id->b) & mask;
+    while (!pr_id_is_zero(&s->slots[i])) i = (i + 1) & mask;
+    s->slots[i] = *id;
+    s->n++;
+    return 0;
+}
+
+/* ---- hardlinks seen in the current volume ---- */
+
+typedef struct LinkSeen {
+    dev_t dev;
+    ino_t ino;
+    uint64_t group;
+    PrChunkRef *chunks;
+    uint32_t nchunks;
+    uint64_t size;
+} LinkSeen;
+
+/* ---- the pipeline ---- */
+
+typedef struct Job {
+    struct Job *next;
+    PrId id;
+    uint8_t type;
+    void *data;
+    size_t len;
+} Job;
+
+typedef struct Pack {
+    struct Pack *next;
+    uint8_t *buf;
+    size_t len, cap;
+    PrBlobRef *refs;
+    uint32_t n, refcap;
+} Pack;
+
+typedef struct Writer {
+    PrRepo *repo;
+    const PrKeys *keys;
+    const PrChunker *chunker;
+    const PrWriterOptions *opts;
+    uint32_t pack_target;
+    uint32_t max_chunk;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* any change of the queues, the idle count or the error */
+    Job *jobs_head, *jobs_tail;
+    size_t jobs_bytes;
+    bool closing;        /* no more jobs will come */
+    unsigned busy;       /* workers holding a job */
+    Pack *open_pack[2];  /* per blob type */
+    Pack *packs_head, *packs_tail;
+    unsigned npacks_queued;
+    bool packs_closing;
+    int error;           /* first error of any thread */
+    PrIndexPack *done;   /* stored packs, for the index file */
+    uint32_t ndone, donecap;
+
+    IdSet pending;
+    LinkSeen *links;
+    size_t nlinks, linkcap;
+    uint64_t next_group;
+
+    uint8_t *rbuf;
+    unsigned unreadable;
+    PrWriterProgress prog;
+    double start, last_progress;
+    uint64_t vol_files, vol_dirs, vol_bytes;
+} Writer;
+
+static void set_error(Writer *w, int err) {
+    pthread_mutex_lock(&w->lock);
+    if (!w->error) w->error = err;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static int get_error(Writer *w) {
+    pthread_mutex_lock(&w->lock);
+    int e = w->error;
+    pthread_mutex_unlock(&w->lock);
+    return e;
+}
+
+static void pack_free(Pack *p) {
+    if (!p) return;
+    free(p->buf);
+    free(p->refs);
+    free(p);
+}
+
+/* Caller holds the lock. Queues a full (or final) pack for upload, waiting for room. */
+static void queue_pack_locked(Writer *w, Pack *p) {
+    while (w->npacks_queued >= PACKQ_MAX && !w->error) pthread_cond_wait(&w->cond, &w->lock);
+    if (w->error) {
+        pack_free(p);
+        return;
+    }
+    if (w->packs_tail) w->packs_tail->next = p;
+    else w->packs_head = p;
+    w->packs_tail = p;
+    w->npacks_queued++;
+    pthread_cond_broadcast(&w->cond);
+}
+
+static int pack_append(Pack *p, const PrId *id, uint8_t type, const void *stored, size_t len, uint32_t raw) {
+    if (p->len + len > p->cap) {
+        size_t cap = p->cap ? p->cap : (1u << 20);
+        while (cap < p->len + len) cap *= 2;
+        uint8_t *b = realloc(p->buf, cap);
+        if (!b) return -ENOMEM;
+        p->buf = b;
+        p->cap = cap;
+    }
+    if (p->n == p->refcap) {
+        uint32_t cap = p->refcap ? p->refcap * 2 : 64;
+        PrBlobRef *r = realloc(p->refs, sizeof *r * cap);
+        if (!r) return -ENOMEM;
+        p->refs = r;
+        p->refcap = cap;
+    }
+    p->refs[p->n++] = (PrBlobRef){*id, type, (uint32_t)p->len, (uint32_t)len, raw};
+    memcpy(p->buf + p->len, stored, len);
+    p->len += len;
+    return 0;
+}
+
+static void *worker_main(void *arg) {
+    Writer *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->jobs_head && !w->closing && !w->error) pthread_cond_wait(&w->cond, &w->lock);
+        if (w->error || !w->jobs_head) break;
+        Job *j = w->jobs_head;
+        w->jobs_head = j->next;
+        if (!w->jobs_head) w->jobs_tail = NULL;
+        w->busy++;
+        pthread_mutex_unlock(&w->lock);
+
+        void *stored = NULL;
+        size_t slen = 0;
+        int r = pr_blob_encode(w->keys, &j->id, j->data, j->len, &stored, &slen);
+
+        pthread_mutex_lock(&w->lock);
+        w->jobs_bytes -= j->len;
+        if (r == 0 && !w->error) {
+            Pack **pp = &w->open_pack[j->type];
+            if (!*pp && !(*pp = calloc(1, sizeof **pp))) r = -ENOMEM;
+            if (r == 0) r = pack_append(*pp, &j->id, j->type, stored, slen, (uint32_t)j->len);
+            if (r == 0 && (*pp)->len >= w->pack_target) {
+                Pack *full = *pp;
+                *pp = NULL;
+                queue_pack_locked(w, full);
+            }
+        }
+        if (r < 0 && !w->error) w->error = r;
+        w->busy--;
+        pthread_cond_broadcast(&w->cond);
+        free(stored);
+        free(j->data);
+        free(j);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static int upload_pack(Writer *w, Pack *p) {
+    _cleanup_free_ void *trailer = NULL;
+    size_t tlen;
+    int r = pr_pack_trailer_encode(w->keys, p->refs, p->n, &trailer, &tlen);
+    if (r < 0) return r;
+    if (p->len + tlen > p->cap) {
+        uint8_t *b = realloc(p->buf, p->len + tlen);
+        if (!b) return -ENOMEM;
+        p->buf = b;
+        p->cap = p->len + tlen;
+    }
+    memcpy(p->buf + p->len, trailer, tlen);
+    size_t total = p->len + tlen;
+    PrId id;
+    pr_sha256(p->buf, total, id.b);
+    char key[PR_PACK_KEY_MAX];
+    pr_pack_key(&id, key);
+    r = pr_store_put(pr_repo_store(w->repo), key, p->buf, total);
+    if (r < 0) return pr_log_errno(r, "cannot store %s", key);
+    pr_debug("stored %s (%u blobs, %zu bytes)", key, p->n, total);
+
+    pthread_mutex_lock(&w->lock);
+    if (w->ndone == w->donecap) {
+        uint32_t cap = w->donecap ? w->donecap * 2 : 16;
+        PrIndexPack *d = realloc(w->done, sizeof *d * cap);
+        if (!d) {
+            pthread_mutex_unlock(&w->lock);
+            return -ENOMEM;
+        }
+        w->done = d;
+        w->donecap = cap;
+    }
+    w->done[w->ndone++] = (PrIndexPack){id, TAKE_PTR(p->refs), p->n};
+    w->prog.bytes_uploaded += total;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+static void *uploader_main(void *arg) {
+    Writer *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->packs_head && !w->packs_closing && !w->error) pthread_cond_wait(&w->cond, &w->lock);
+        if (w->error || !w->packs_head) break;
+        Pack *p = w->packs_head;
+        w->packs_head = p->next;
+        if (!w->packs_head) w->packs_tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+        int r = upload_pack(w, p);
+        pack_free(p);
+        pthread_mutex_lock(&w->lock);
+        w->npacks_queued--;
+        if (r < 0 && !w->error) w->error = r;
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Takes ownership of data. */
+static int submit(Writer *w, const PrId *id, uint8_t type, void *data, size_t len) {
+    Job *j = malloc(sizeof *j);
+    if (!j) {
+        free(data);
+        return -ENOMEM;
+    }
+    *j = (Job){NULL, *id, type, data, len};
+    pthread_mutex_lock(&w->lock);
+    while (w->jobs_bytes > QUEUE_BYTES_MAX && !w->error) pthread_cond_wait(&w->cond, &w->lock);
+    int err = w->error;
+    if (!err) {
+        if (w->jobs_tail) w->jobs_tail->next = j;
+        else w->jobs_head = j;
+        w->jobs_tail = j;
+        w->jobs_bytes += len;
+        w->prog.bytes_new += len;
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (err) {
+        free(j->data);
+        free(j);
+    }
+    return err;
+}
+
+/* Ids a blob and queues it unless it is stored or queued already. data is copied only if new. */
+static int store_blob(Writer *w, uint8_t type, const void *data, size_t len, PrId *ret_id) {
+    pr_blob_id(w->keys, data, len, ret_id);
+    if (idset_has(&w->pending, ret_id) || pr_repo_find_blob(w->repo, ret_id, NULL) == 0) return 0;
+    int r = idset_add(&w->pending, ret_id);
+    if (r < 0) return r;
+    void *copy = malloc(len ? len : 1);
+    if (!copy) return -ENOMEM;
+    memcpy(copy, data, len);
+    return submit(w, ret_id, type, copy, len);
+}
+
+static void progress(Writer *w, const char *path, bool force) {
+    if (!w->opts->progress) return;
+    double now = pr_now();
+    if (!force && now - w->last_progress < 0.25) return;
+    w->last_progress = now;
+    pthread_mutex_lock(&w->lock);
+    PrWriterProgress p = w->prog;
+    pthread_mutex_unlock(&w->lock);
+    p.current = path;
+    p.elapsed = now - w->start;
+    w->opts->progress(&p, w->opts->userdata);
+}
+
+/* ---- reading one file ---- */
+
+typedef struct ChunkList {
+    PrChunkRef *v;
+    uint32_t n, cap;
+} ChunkList;
+
+static int chunks_push(ChunkList *l, const PrId *id, uint32_t len) {
+    if (l->n == l->cap) {
+        uint32_t cap = l->cap ? l->cap * 2 : 8;
+        PrChunkRef *v = realloc(l->v, sizeof *v * cap);
+        if (!v) return -ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n].length = len;
+    if (id) l->v[l->n].id = *id;
+    else memset(&l->v[l->n].id, 0, sizeof(PrId));
+    l->n++;
+    return 0;
+}
+
+static int push_hole(ChunkList *l, uint64_t len) {
+    while (len) {
+        uint32_t piece = (uint32_t)MIN(len, (uint64_t)HOLE_PIECE);
+        int r = chunks_push(l, NULL, piece);
+        if (r < 0) return r;
+        len -= piece;
+    }
+    return 0;
+}
+
+/* Reads [start, end) of fd and appends its chunks. Returns -errno on a read error (positive errno
+ * values are never returned). */
+static int read_region(Writer *w, int fd, const char *path, uint64_t start, uint64_t end, ChunkList *l) {
+    size_t have = 0, pos = 0;
+    uint64_t off = start;
+    while (off < end || pos < have) {
+        /* keep at least max_chunk bytes in the window unless the region ends first */
+        if (have - pos < w->max_chunk && off < end) {
+            if (pos > 0) {
+                memmove(w->rbuf, w->rbuf + pos, have - pos);
+                have -= pos;
+                pos = 0;
+            }
+            while (have < READ_BUF && off < end) {
+                size_t want = (size_t)MIN((uint64_t)(READ_BUF - have), end - off);
+                ssize_t n = pread(fd, w->rbuf + have, want, (off_t)off);
+                if (n < 0) {
+                    if (errno == EINTR) continue;
+                    return -errno;
+                }
+                if (n == 0) {
+                    end = off; /* shrank while we read: record what was there */
+                    break;
+                }
+                have += (size_t)n;
+                off += (uint64_t)n;
+                pthread_mutex_lock(&w->lock);
+                w->prog.bytes_read += (uint64_t)n;
+                pthread_mutex_unlock(&w->lock);
+            }
+        }
+        if (pos == have) break;
+        size_t cut = pr_chunker_cut(w->chunker, w->rbuf + pos, MIN(have - pos, (size_t)w->max_chunk));
+        PrId id;
+        int r = store_blob(w, PR_BLOB_DATA, w->rbuf + pos, cut, &id);
+        if (r < 0) return r;
+        if ((r = chunks_push(l, &id, (uint32_t)cut)) < 0) return r;
+        pos += cut;
+        progress(w, path, false);
+    }
+    return 0;
+}
+
+/* Reads a regular file into chunks; holes (SEEK_HOLE) become zero-id chunk refs. *ret_size is the
+ * number of bytes recorded. */
+static int read_file(Writer *w, int fd, const char *path, const struct stat *st, ChunkList *l, uint64_t *ret_size) {
+    uint64_t size = (uint64_t)st->st_size, off = 0;
+    bool sparse = (uint64_t)st->st_blocks * 512 < size;
+    int r;
+    while (off < size) {
+        uint64_t data = off, hole = size;
+        if (sparse) {
+            off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+            if (d < 0 && errno == ENXIO) d = (off_t)size;
+            else if (d < 0) return -errno;
+            data = MIN((uint64_t)d, size);
+            if (data > off && (r = push_hole(l, data - off)) < 0) return r;
+            if (data >= size) {
+                off = size;
+                break;
+            }
+            off_t h = lseek(fd, (off_t)data, SEEK_HOLE);
+            if (h < 0) return -errno;
+            hole = MIN((uint64_t)h, size);
+        }
+        if ((r = read_region(w, fd, path, data, hole, l)) < 0) return r;
+        off = hole;
+    }
+    *ret_size = size;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < l->n; i++) total += l->v[i].length;
+    *ret_size = total;
+    return 0;
+}
+
+/* ---- metadata ---- */
+
+static int read_xattrs(const char *path, PrNode *n) {
+    ssize_t len = llistxattr(path, NULL, 0);
+    if (len < 0) return (errno == ENOTSUP || errno == EOPNOTSUPP) ? 0 : -errno;
+    if (len == 0) return 0;
+    _cleanup_free_ char *names = malloc((size_t)len);
+    if (!names) return -ENOMEM;
+    len = llistxattr(path, names, (size_t)len);
+    if (len < 0) return -errno;
+    /* names sorted for a canonical encoding */
+    size_t count = 0;
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(names + i) + 1) count++;
+    n->xattrs = calloc(count ? count : 1, sizeof *n->xattrs);
+    if (!n->xattrs) return -ENOMEM;
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(names + i) + 1) {
+        const char *name = names + i;
+        ssize_t vl = lgetxattr(path, name, NULL, 0);
+        if (vl < 0) {
+            if (errno == ENODATA) continue;
+            return -errno;
+        }
+        uint8_t *v = malloc(vl ? (size_t)vl : 1);
+        if (!v) return -ENOMEM;
+        vl = lgetxattr(path, name, v, (size_t)vl);
+        if (vl < 0) {
+            free(v);
+            if (errno == ENODATA) continue;
+            return -errno;
+        }
+        PrXattr *x = &n->xattrs[n->nxattrs];
+        x->name = strdup(name);
+        x->value = v;
+        x->len = (uint32_t)vl;
+        n->nxattrs++;
+        if (!x->name) return -ENOMEM;
+    }
+    /* insertion sort: few attributes per file */
+    for (uint32_t i = 1; i < n->nxattrs; i++)
+        for (uint32_t j = i; j > 0 && strcmp(n->xattrs[j - 1].name, n->xattrs[j].name) > 0; j--) {
+            PrXattr t = n->xattrs[j];
+            n->xattrs[j] = n->xattrs[j - 1];
+            n->xattrs[j - 1] = t;
+        }
+    return 0;
+}
+
+static uint8_t node_type(mode_t m) {
+    if (S_ISREG(m)) return PR_NODE_FILE;
+    if (S_ISDIR(m)) return PR_NODE_DIR;
+    if (S_ISLNK(m)) return PR_NODE_SYMLINK;
+    if (S_ISCHR(m)) return PR_NODE_CHR;
+    if (S_ISBLK(m)) return PR_NODE_BLK;
+    if (S_ISFIFO(m)) return PR_NODE_FIFO;
+    if (S_ISSOCK(m)) return PR_NODE_SOCK;
+    return 0;
+}
+
+static void fill_meta(PrNode *n, const struct stat *st) {
+    n->type = node_type(st->st_mode);
+    n->mode = st->st_mode & 07777;
+    n->uid = st->st_uid;
+    n->gid = st->st_gid;
+    n->mtime_sec = st->st_mtim.tv_sec;
+    n->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+    n->ctime_sec = st->st_ctim.tv_sec;
+    n->ctime_nsec = (uint32_t)st->st_ctim.tv_nsec;
+    n->inode = st->st_ino;
+    n->nlink = st->st_nlink;
+    if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) n->rdev = st->st_rdev;
+}
+
+static bool unchanged(const PrNode *old, const struct stat *st) {
+    return old && old->type == PR_NODE_FILE && old->size == (uint64_t)st->st_size &&
+           old->mtime_sec == st->st_mtim.tv_sec && old->mtime_nsec == (uint32_t)st->st_mtim.tv_nsec &&
+           old->ctime_sec == st->st_ctim.tv_sec && old->ctime_nsec == (uint32_t)st->st_ctim.tv_nsec &&
+           old->inode == (uint64_t)st->st_ino;
+}
+
+static void report_unreadable(Writer *w, const char *path, int err) {
+    pr_log_errno(err, "cannot read %s (skipped)", path);
+    w->unreadable++;
+}
+
+static int copy_chunks(PrNode *n, const PrChunkRef *src, uint32_t count) {
+    if (!count) return 0;
+    n->chunks = malloc(sizeof *src * count);
+    if (!n->chunks) return -ENOMEM;
+    memcpy(n->chunks, src, sizeof *src * count);
+    n->nchunks = count;
+    return 0;
+}
+
+/* Fills n for the regular file at path. Returns 1 if it could not be read (reported, skip it). */
+static int do_file(Writer *w, const char *path, const struct stat *st, const PrNode *old, PrNode *n) {
+    LinkSeen *seen = NULL;
+    if (st->st_nlink > 1) {
+        for (size_t i = 0; i < w->nlinks; i++)
+            if (w->links[i].dev == st->st_dev && w->links[i].ino == st->st_ino) seen = &w->links[i];
+        if (seen) {
+            n->link_group = seen->group;
+            n->size = seen->size;
+            return copy_chunks(n, seen->chunks, seen->nchunks);
+        }
+    }
+    int r;
+    if (unchanged(old, st)) {
+        n->size = old->size;
+        if ((r = copy_chunks(n, old->chunks, old->nchunks)) < 0) return r;
+    } else {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+        if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            report_unreadable(w, path, errno);
+            return 1;
+        }
+        ChunkList l = {0};
+        uint64_t size = 0;
+        r = read_file(w, fd, path, st, &l, &size);
+        if (r < 0) {
+            free(l.v);
+            if (get_error(w)) return get_error(w);
+            if (r == -ENOMEM) return r;
+            report_unreadable(w, path, r);
+            return 1;
+        }
+        struct stat after;
+        if (fstat(fd, &after) == 0 &&
+            (after.st_mtim.tv_sec != st->st_mtim.tv_sec || after.st_mtim.tv_nsec != st->st_mtim.tv_nsec ||
+             after.st_size != st->st_size))
+            pr_log(PR_LOG_WARN, "%s changed while it was read: stored as read", path);
+        n->chunks = l.v;
+        n->nchunks = l.n;
+        n->size = size;
+    }
+    if (st->st_nlink > 1) {
+        if (w->nlinks == w->linkcap) {
+            size_t cap = w->linkcap ? w->linkcap * 2 : 64;
+            LinkSeen *v = realloc(w->links, sizeof *v * cap);
+            if (!v) return -ENOMEM;
+            w->links = v;
+            w->linkcap = cap;
+        }
+        LinkSeen *ls = &w->links[w->nlinks];
+        *ls = (LinkSeen){st->st_dev, st->st_ino, ++w->next_group, NULL, 0, n->size};
+        if (n->nchunks) {
+            ls->chunks = malloc(sizeof *ls->chunks * n->nchunks);
+            if (!ls->chunks) return -ENOMEM;
+            memcpy(ls->chunks, n->chunks, sizeof *ls->chunks * n->nchunks);
+            ls->nchunks = n->nchunks;
+        }
+        w->nlinks++;
+        n->link_group = ls->group;
+    }
+    w->vol_bytes += n->size;
+    return 0;
+}
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_tree, PrId *ret_id);
+
+/* Builds the node for one entry. Returns 1 to skip the entry (reported), 0 or -errno. */
+static int do_entry(Writer *w, const char *path, const char *name, dev_t dev, const PrTree *old_tree, PrNode *n) {
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT) return 1; /* vanished since readdir: nothing to report */
+        report_unreadable(w, path, errno);
+        return 1;
+    }
+    if (!(n->name = strdup(name))) return -ENOMEM;
+    fill_meta(n, &st);
+    if (!n->type) {
+        pr_log(PR_LOG_WARN, "%s: unknown file type, skipped", path);
+        return 1;
+    }
+    int r = read_xattrs(path, n);
+    if (r < 0) {
+        if (r == -ENOMEM) return r;
+        report_unreadable(w, path, r);
+        return 1;
+    }
+    const PrNode *old = old_tree ? pr_tree_find(old_tree, name) : NULL;
+    switch (n->type) {
+    case PR_NODE_FILE:
+        w->vol_files++;
+        w->prog.files++;
+        return do_file(w, path, &st, old, n);
+    case PR_NODE_DIR:
+        w->vol_dirs++;
+        w->prog.dirs++;
+        if (st.st_dev != dev) {
+            /* another filesystem: keep the mount point as an empty directory */
+            pr_log(PR_LOG_INFO, "%s is another filesystem: not descending", path);
+            PrTree empty = {0};
+            _cleanup_free_ void *data = NULL;
+            size_t len;
+            if ((r = pr_tree_encode(&empty, &data, &len)) < 0) return r;
+            return store_blob(w, PR_BLOB_TREE, data, len, &n->subtree);
+        }
+        r = do_dir(w, path, dev, old && old->type == PR_NODE_DIR ? &old->subtree : NULL, &n->subtree);
+        return r;
+    case PR_NODE_SYMLINK: {
+        char buf[PATH_MAX + 1];
+        ssize_t l = readlink(path, buf, PATH_MAX);
+        if (l < 0) {
+            report_unreadable(w, path, errno);
+            return 1;
+        }
+        buf[l] = 0;
+        if (!(n->target = strdup(buf))) return -ENOMEM;
+        n->size = (uint64_t)l;
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* Walks one directory (sorted), writes its tree blob, returns its id. Returns 1 if the directory
+ * itself cannot be read (reported). */
+static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_id, PrId *ret_id) {
+    int r;
+    _cleanup_(pr_tree_freep) PrTree *old = NULL;
+    if (old_id && pr_repo_read_tree(w->repo, old_id, &old) < 0) old = NULL; /* no reuse then */
+
+    DIR *d = opendir(path);
+    if (!d) {
+        report_unreadable(w, path, errno);
+        return 1;
+    }
+    char **names = NULL;
+    size_t nn = 0, cap = 0;
+    struct dirent *de;
+    r = 0;
+    errno = 0;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        if (nn == cap) {
+            cap = cap ? cap * 2 : 32;
+            char **v = realloc(names, sizeof *v * cap);
+            if (!v) {
+                r = -ENOMEM;
+                break;
+            }
+            names = v;
+        }
+        if (!(names[nn] = strdup(de->d_name))) {
+            r = -ENOMEM;
+            break;
+        }
+        nn++;
+        errno = 0;
+    }
+    if (r == 0 && errno) {
+        int e = errno;
+        closedir(d);
+        for (size_t i = 0; i < nn; i++) free(names[i]);
+        free(names);
+        report_unreadable(w, path, e);
+        return 1;
+    }
+    closedir(d);
+    PrTree t = {0};
+    if (r == 0 && nn) {
+        qsort(names, nn, sizeof *names, cmp_names);
+        t.nodes = calloc(nn, sizeof *t.nodes);
+        if (!t.nodes) r = -ENOMEM;
+    }
+    for (size_t i = 0; r >= 0 && i < nn; i++) {
+        _cleanup_free_ char *child = NULL;
+        if (asprintf(&child, "%s/%s", path, names[i]) < 0) {
+            r = -ENOMEM;
+            break;
+        }
+        PrNode *n = &t.nodes[t.n];
+        r = do_entry(w, child, names[i], dev, old, n);
+        if (r == 1) {
+            pr_node_clear(n);
+            r = 0;
+        } else if (r == 0) {
+            t.n++;
+        } else
+            pr_node_clear(n);
+        if (r == 0 && (r = get_error(w)) < 0) break;
+    }
+    for (size_t i = 0; i < nn; i++) free(names[i]);
+    free(names);
+    if (r >= 0) {
+        _cleanup_free_ void *data = NULL;
+        size_t len;
+        r = pr_tree_encode(&t, &data, &len);
+        if (r >= 0) r = store_blob(w, PR_BLOB_TREE, data, len, ret_id);
+    }
+    for (uint32_t i = 0; i < t.n; i++) pr_node_clear(&t.nodes[i]);
+    free(t.nodes);
+    return r;
+}
+
+/* ---- the whole snapshot ---- */
+
+static bool volume_name_valid(const char *s) {
+    return *s && strlen(s) <= 255 && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+/* The newest snapshot of this host holding volume `name`: its volume tree id. */
+static const PrSnapshot *find_parent(PrSnapshot **list, size_t n, const char *host, const char *name) {
+    for (size_t i = n; i-- > 0;) {
+        if (strcmp(list[i]->host, host) != 0) continue;
+        for (uint32_t v = 0; v < list[i]->nvolumes; v++)
+            if (strcmp(list[i]->volumes[v].name, name) == 0) return list[i];
+    }
+    return NULL;
+}
+
+static int write_index_and_manifest(Writer *w, PrSnapshot *s) {
+    PrStore *store = pr_repo_store(w->repo);
+    char key[80], hex[65];
+    int r;
+    if (w->ndone) {
+        _cleanup_free_ void *data = NULL;
+        size_t len;
+        r = pr_index_file_encode(w->keys, w->done, w->ndone, &data, &len);
+        if (r < 0) return r;
+        uint8_t h[32];
+        pr_sha256(data, len, h);
+        pr_hex(h, 32, hex);
+        snprintf(key, sizeof key, "index/%s", hex);
+        r = pr_store_put(store, key, data, len);
+        if (r < 0) return pr_log_errno(r, "cannot store %s", key);
+        w->prog.bytes_uploaded += len;
+    }
+    s->bytes_uploaded = w->prog.bytes_uploaded;
+    _cleanup_free_ void *data = NULL;
+    size_t len;
+    /* the manifest's own size is not part of its totals: it cannot count itself */
+    r = pr_snapshot_encode(w->keys, s, &data, &len);
+    if (r < 0) return r;
+    pr_sha256(data, len, s->id.b);
+    pr_hex(s->id.b, PR_ID_LEN, hex);
+    snprintf(key, sizeof key, "snapshots/%s", hex);
+    r = pr_store_put(store, key, data, len);
+    if (r < 0) return pr_log_errno(r, "cannot store %s", key);
+    return 0;
+}
+
+static int finish_pipeline(Writer *w, pthread_t *workers, unsigned nw, pthread_t *ups, unsigned nu) {
+    pthread_mutex_lock(&w->lock);
+    w->closing = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    for (unsigned i = 0; i < nw; i++) pthread_join(workers[i], NULL);
+    pthread_mutex_lock(&w->lock);
+    for (int t = 0; t < 2; t++) {
+        Pack *p = w->open_pack[t];
+        w->open_pack[t] = NULL;
+        if (p && p->n && !w->error) queue_pack_locked(w, p);
+        else pack_free(p);
+    }
+    w->packs_closing = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    for (unsigned i = 0; i < nu; i++) pthread_join(ups[i], NULL);
+    /* whatever is left after an error */
+    while (w->jobs_head) {
+        Job *j = w->jobs_head;
+        w->jobs_head = j->next;
+        free(j->data);
+        free(j);
+    }
+    while (w->packs_head) {
+        Pack *p = w->packs_head;
+        w->packs_head = p->next;
+        pack_free(p);
+    }
+    return w->error;
+}
+
+int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **ret) {
+    int r;
+    if (!opts->nvolumes) return -EINVAL;
+    for (size_t i = 0; i < opts->nvolumes; i++) {
+        if (!volume_name_valid(opts->volumes[i].name)) {
+            pr_log(PR_LOG_ERR, "'%s' is not a valid volume name", opts->volumes[i].name);
+            return -EINVAL;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(opts->volumes[i].name, opts->volumes[j].name) == 0) {
+                pr_log(PR_LOG_ERR, "volume name '%s' given twice", opts->volumes[i].name);
+                return -EINVAL;
+            }
+        struct stat st;
+        if (stat(opts->volumes[i].path, &st) < 0)
+            return pr_log_errno(errno, "cannot read volume %s at %s", opts->volumes[i].name, opts->volumes[i].path);
+        if (!S_ISDIR(st.st_mode)) {
+            pr_log(PR_LOG_ERR, "volume %s: %s is not a directory", opts->volumes[i].name, opts->volumes[i].path);
+            return -ENOTDIR;
+        }
+    }
+    if ((r = pr_repo_load_index(repo, true)) < 0) return r;
+    PrSnapshot **list = NULL;
+    size_t nlist = 0;
+    if ((r = pr_repo_list_snapshots(repo, &list, &nlist)) < 0) return r;
+
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    _cleanup_(pr_snapshot_freep) PrSnapshot *s = calloc(1, sizeof *s);
+    Writer *w = calloc(1, sizeof *w);
+    PrTree root = {0};
+    if (!s || !w || !(root.nodes = calloc(opts->nvolumes, sizeof *root.nodes)) ||
+        !(s->volumes = calloc(opts->nvolumes, sizeof *s->volumes)) ||
+        !(s->tags = calloc(opts->ntags ? opts->ntags : 1, sizeof *s->tags))) {
+        free(w);
+        free(root.nodes);
+        pr_snapshot_list_free(list, nlist);
+        return -ENOMEM;
+    }
+    s->time_sec = now.tv_sec;
+    s->time_nsec = (uint32_t)now.tv_nsec;
+    s->host = strdup(opts->host);
+    s->program_version = strdup(PRAFS_VERSION);
+    for (size_t i = 0; i < opts->ntags; i++) {
+        s->tags[i] = strdup(opts->tags[i]);
+        s->ntags++;
+    }
+
+    w->repo = repo;
+    w->keys = pr_repo_keys(repo);
+    w->chunker = pr_repo_chunker(repo);
+    w->opts = opts;
+    w->pack_target = pr_repo_config(repo)->pack_size;
+    w->max_chunk = pr_repo_config(repo)->chunker.max_size;
+    w->start = pr_now();
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->rbuf = malloc(READ_BUF);
+
+    unsigned nw = opts->workers ? opts->workers : (unsigned)MAX(1L, MIN(16L, sysconf(_SC_NPROCESSORS_ONLN)));
+    unsigned nu = opts->uploaders ? opts->uploaders : 2;
+    pthread_t workers[16], ups[16];
+    nw = MIN(nw, 16u);
+    nu = MIN(nu, 16u);
+    unsigned started_w = 0, started_u = 0;
+    r = (!s->host || !s->program_version || !w->rbuf) ? -ENOMEM : 0;
+    for (; r == 0 && started_w < nw; started_w++)
+        if (pthread_create(&workers[started_w], NULL, worker_main, w) != 0) r = -EAGAIN;
+    for (; r == 0 && started_u < nu; started_u++)
+        if (pthread_create(&ups[started_u], NULL, uploader_main, w) != 0) r = -EAGAIN;
+    if (r < 0) set_error(w, r);
+
+    for (size_t v = 0; r >= 0 && v < opts->nvolumes; v++) {
+        const PrVolumeSpec *vs = &opts->volumes[v];
+        PrNode *n = &root.nodes[v];
+        struct stat st;
+        if (lstat(vs->path, &st) < 0 && stat(vs->path, &st) < 0) {
+            r = pr_log_errno(errno, "cannot read volume %s", vs->path);
+            break;
+        }
+        if (S_ISLNK(st.st_mode) && stat(vs->path, &st) < 0) {
+            r = pr_log_errno(errno, "cannot read volume %s", vs->path);
+            break;
+        }
+        fill_meta(n, &st);
+        if (!(n->name = strdup(vs->name))) {
+            r = -ENOMEM;
+            break;
+        }
+        root.n++;
+        if ((r = read_xattrs(vs->path, n)) < 0) {
+            r = pr_log_errno(r, "cannot read the attributes of %s", vs->path);
+            break;
+        }
+        /* the parent's tree for this volume, if any */
+        PrId old_id, *old = NULL;
+        const PrSnapshot *parent = find_parent(list, nlist, s->host, vs->name);
+        if (parent) {
+            if (!s->has_parent) {
+                s->has_parent = true;
+                s->parent = parent->id;
+            }
+            PrNode pn = {0};
+            if (pr_repo_resolve(repo, parent, vs->name, &pn) == 0 && pn.type == PR_NODE_DIR) {
+                old_id = pn.subtree;
+                old = &old_id;
+            }
+            pr_node_clear(&pn);
+        }
+        w->vol_files = w->vol_dirs = w->vol_bytes = 0;
+        for (size_t i = 0; i < w->nlinks; i++) free(w->links[i].chunks);
+        w->nlinks = 0; /* link groups are per volume */
+        r = do_dir(w, vs->path, st.st_dev, old, &n->subtree);
+        if (r == 1) {
+            r = pr_log_errno(EACCES, "cannot read volume %s at %s", vs->name, vs->path);
+            break;
+        }
+        if (r < 0) break;
+        s->volumes[v] = (PrSnapshotVolume){strdup(vs->name), w->vol_files, w->vol_dirs + 1, w->vol_bytes};
+        s->nvolumes++;
+        if (!s->volumes[v].name) r = -ENOMEM;
+        s->files += w->vol_files;
+        s->dirs += w->vol_dirs + 1;
+    }
+    /* the root tree: one directory per volume, sorted by name */
+    if (r >= 0) {
+        for (uint32_t i = 1; i < root.n; i++)
+            for (uint32_t j = i; j > 0 && strcmp(root.nodes[j - 1].name, root.nodes[j].name) > 0; j--) {
+                PrNode t = root.nodes[j];
+                root.nodes[j] = root.nodes[j - 1];
+                root.nodes[j - 1] = t;
+            }
+        _cleanup_free_ void *data = NULL;
+        size_t len;
+        r = pr_tree_encode(&root, &data, &len);
+        if (r >= 0) r = store_blob(w, PR_BLOB_TREE, data, len, &s->root);
+    }
+    if (r < 0) set_error(w, r);
+    progress(w, NULL, true);
+    int e = finish_pipeline(w, workers, started_w, ups, started_u);
+    if (r >= 0 && e < 0) r = e;
+    if (r >= 0) {
+        s->bytes_read = w->prog.bytes_read;
+        s->bytes_new = w->prog.bytes_new;
+        s->duration_ms = (uint64_t)((pr_now() - w->start) * 1000);
+        r = write_index_and_manifest(w, s);
+    }
+    unsigned unreadable = w->unreadable;
+
+    for (uint32_t i = 0; i < root.n; i++) pr_node_clear(&root.nodes[i]);
+    free(root.nodes);
+    for (uint32_t i = 0; i < w->ndone; i++) free(w->done[i].blobs);
+    free(w->done);
+    for (size_t i = 0; i < w->nlinks; i++) free(w->links[i].chunks);
+    free(w->links);
+    free(w->pending.slots);
+    free(w->rbuf);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+    pr_snapshot_list_free(list, nlist);
+    if (r < 0) return r;
+    if (ret) *ret = TAKE_PTR(s);
+    return unreadable ? 1 : 0;
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/* The command line: the only place that prints for people. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "backend/repo.h"
+
+enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2, EXIT_PARTIAL = 3 };
+
+typedef struct CliGlobal {
+    const char *password_file;
+    const char *endpoint;
+    const char *ca_cert;
+    bool json;
+    bool quiet;
+} CliGlobal;
+
+extern CliGlobal cli;
+
+/* Parses the options shared by every command (and those in `extra`, getopt_long style, handled by
+ * fn); leaves the positional arguments in *ret_args. Returns EXIT_USAGE after printing a message. */
+typedef int (*CliOptFn)(int opt, const char *arg, void *userdata);
+int cli_parse(int argc, char **argv, const char *usage, const char *shortopts, const void *longopts,
+              CliOptFn fn, void *userdata, char ***ret_args, int *ret_nargs);
+int cli_usage(const char *usage);
+
+/* The password, from PRAFS_PASSWORD, PRAFS_PASSWORD_FILE, --password-file or a terminal prompt
+ * (asked twice when confirm). -ENOKEY if there is none to be had. */
+int cli_password(bool confirm, char **ret);
+int cli_open_store(const char *location, PrStore **ret);
+int cli_open_repo(const char *location, PrRepo **ret);
+/* Splits "SNAPSHOT[:PATH]" and finds the snapshot. */
+int cli_find_snapshot(PrRepo *repo, const char *spec, PrSnapshot **ret_snap, char **ret_path);
+
+void cli_human_bytes(uint64_t n, char *buf, size_t size);
+void cli_json_string(FILE *f, const char *s);
+bool cli_progress_enabled(void);
+
+int cmd_init(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_snapshots(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
