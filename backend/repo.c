@@ -28,12 +28,16 @@ struct PrRepo {
     PrRepoConfig config;
     PrChunker *chunker;
 
-    pthread_mutex_t index_lock;
+    pthread_mutex_t load_lock;  /* one index load at a time */
+    pthread_mutex_t index_lock; /* guards the arrays below; held only for lookups and swaps */
     bool index_loaded;
     IndexEntry *entries; /* sorted by id */
     size_t nentries;
     PrId *packs;
     size_t npacks;
+    uint32_t *by_pack;    /* entry positions sorted by (pack, offset) */
+    size_t *pack_first;   /* npacks + 1 bounds into by_pack, per pack */
+    uint32_t *packs_sorted_idx; /* positions in packs[], sorted by pack id */
 };
 
 PrStore *pr_repo_store(PrRepo *r) { return r->store; }
@@ -58,7 +62,11 @@ void pr_repo_unref(PrRepo *r) {
     pr_chunker_free(r->chunker);
     free(r->entries);
     free(r->packs);
+    free(r->by_pack);
+    free(r->pack_first);
+    free(r->packs_sorted_idx);
     pthread_mutex_destroy(&r->index_lock);
+    pthread_mutex_destroy(&r->load_lock);
     OPENSSL_cleanse(&r->keys, sizeof r->keys);
     free(r);
 }
@@ -69,6 +77,7 @@ static PrRepo *repo_new(PrStore *store) {
     atomic_init(&r->refs, 1);
     r->store = store;
     pthread_mutex_init(&r->index_lock, NULL);
+    pthread_mutex_init(&r->load_lock, NULL);
     return r;
 }
 
@@ -287,7 +296,8 @@ static int cmp_entry(const void *a, const void *b) {
     return memcmp(((const IndexEntry *)a)->id.b, ((const IndexEntry *)b)->id.b, PR_ID_LEN);
 }
 
-static int load_index_locked(PrRepo *r) {
+/* Reads every index file without holding index_lock (lookups go on meanwhile), then swaps. */
+static int load_index(PrRepo *r) {
     _cleanup_(keylist_clear) KeyList kl = {0};
     int k = pr_store_list(r->store, "index/", collect_key, &kl);
     if (k < 0) return pr_log_errno(k, "cannot list the index of %s", r->store->location);
@@ -312,27 +322,118 @@ static int load_index_locked(PrRepo *r) {
         return k;
     }
     if (l.n) qsort(l.entries, l.n, sizeof *l.entries, cmp_entry);
+    /* a blob stored twice (two writers raced) is kept once: either copy is good */
+    size_t w = 0;
+    for (size_t i = 0; i < l.n; i++)
+        if (w == 0 || memcmp(l.entries[w - 1].id.b, l.entries[i].id.b, PR_ID_LEN) != 0) l.entries[w++] = l.entries[i];
+    l.n = w;
+    pthread_mutex_lock(&r->index_lock);
     free(r->entries);
     free(r->packs);
     r->entries = l.entries;
     r->nentries = l.n;
     r->packs = l.packs;
     r->npacks = l.npacks;
+    free(r->by_pack);
+    free(r->pack_first);
+    free(r->packs_sorted_idx);
+    r->by_pack = NULL;
+    r->pack_first = NULL;
+    r->packs_sorted_idx = NULL;
     r->index_loaded = true;
+    pthread_mutex_unlock(&r->index_lock);
+    return 0;
+}
+
+static const PrRepo *sort_ctx;
+static int cmp_by_pack(const void *a, const void *b) {
+    const IndexEntry *x = &sort_ctx->entries[*(const uint32_t *)a], *y = &sort_ctx->entries[*(const uint32_t *)b];
+    if (x->pack != y->pack) return x->pack < y->pack ? -1 : 1;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+static int cmp_pack_idx(const void *a, const void *b) {
+    return memcmp(sort_ctx->packs[*(const uint32_t *)a].b, sort_ctx->packs[*(const uint32_t *)b].b, PR_ID_LEN);
+}
+
+/* Builds the per-pack view on first use. Caller holds index_lock. */
+static int build_pack_view_locked(PrRepo *r) {
+    static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+    if (r->by_pack) return 0;
+    uint32_t *bp = malloc(sizeof *bp * (r->nentries ? r->nentries : 1));
+    size_t *first = calloc(r->npacks + 1, sizeof *first);
+    uint32_t *ps = malloc(sizeof *ps * (r->npacks ? r->npacks : 1));
+    if (!bp || !first || !ps) {
+        free(bp);
+        free(first);
+        free(ps);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < r->nentries; i++) bp[i] = (uint32_t)i;
+    for (size_t i = 0; i < r->npacks; i++) ps[i] = (uint32_t)i;
+    pthread_mutex_lock(&sort_lock); /* qsort has no context argument in C11 */
+    sort_ctx = r;
+    qsort(bp, r->nentries, sizeof *bp, cmp_by_pack);
+    qsort(ps, r->npacks, sizeof *ps, cmp_pack_idx);
+    pthread_mutex_unlock(&sort_lock);
+    for (size_t i = 0; i < r->nentries; i++) first[r->entries[bp[i]].pack + 1]++;
+    for (size_t p = 0; p < r->npacks; p++) first[p + 1] += first[p];
+    r->by_pack = bp;
+    r->pack_first = first;
+    r->packs_sorted_idx = ps;
+    return 0;
+}
+
+int pr_repo_pack_blobs(PrRepo *r, const PrId *pack, PrBlobRef **ret, uint32_t *ret_n) {
+    int k = pr_repo_load_index(r, false);
+    if (k < 0) return k;
+    pthread_mutex_lock(&r->index_lock);
+    k = build_pack_view_locked(r);
+    size_t lo = 0, hi = k < 0 ? 0 : r->npacks;
+    ssize_t found = -1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(r->packs[r->packs_sorted_idx[mid]].b, pack->b, PR_ID_LEN);
+        if (c == 0) {
+            found = r->packs_sorted_idx[mid];
+            break;
+        }
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    PrBlobRef *out = NULL;
+    uint32_t n = 0;
+    if (k >= 0 && found < 0) k = -ENOENT;
+    if (k >= 0) {
+        size_t a = r->pack_first[found], b = r->pack_first[found + 1];
+        out = malloc(sizeof *out * (b > a ? b - a : 1));
+        if (!out) k = -ENOMEM;
+        for (size_t i = a; out && i < b; i++) {
+            const IndexEntry *e = &r->entries[r->by_pack[i]];
+            out[n++] = (PrBlobRef){e->id, e->type, e->offset, e->length, e->raw_length};
+        }
+    }
+    pthread_mutex_unlock(&r->index_lock);
+    if (k < 0) return k;
+    *ret = out;
+    *ret_n = n;
     return 0;
 }
 
 int pr_repo_load_index(PrRepo *r, bool reload) {
+    pthread_mutex_lock(&r->load_lock);
     pthread_mutex_lock(&r->index_lock);
-    int k = 0;
-    if (!r->index_loaded || reload) k = load_index_locked(r);
+    bool need = !r->index_loaded || reload;
     pthread_mutex_unlock(&r->index_lock);
+    int k = need ? load_index(r) : 0;
+    pthread_mutex_unlock(&r->load_lock);
     return k;
 }
 
 int pr_repo_find_blob(PrRepo *r, const PrId *id, PrBlobLoc *ret) {
     int k = pr_repo_load_index(r, false);
     if (k < 0) return k;
+    k = -ENOENT;
+    pthread_mutex_lock(&r->index_lock);
     size_t lo = 0, hi = r->nentries;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -341,12 +442,14 @@ int pr_repo_find_blob(PrRepo *r, const PrId *id, PrBlobLoc *ret) {
             const IndexEntry *e = &r->entries[mid];
             if (ret)
                 *ret = (PrBlobLoc){r->packs[e->pack], {e->id, e->type, e->offset, e->length, e->raw_length}};
-            return 0;
+            k = 0;
+            break;
         }
         if (c < 0) lo = mid + 1;
         else hi = mid;
     }
-    return -ENOENT;
+    pthread_mutex_unlock(&r->index_lock);
+    return k;
 }
 
 int pr_repo_read_blob(PrRepo *r, const PrId *id, void **ret, size_t *ret_len) {

@@ -48,6 +48,9 @@ typedef struct PrBlobLoc {
 } PrBlobLoc;
 /* 0 and *ret if the blob is indexed, -ENOENT if not. Loads the index if needed. Thread-safe. */
 int pr_repo_find_blob(PrRepo *r, const PrId *id, PrBlobLoc *ret);
+/* Every indexed blob of one pack, sorted by offset (*ret malloc'ed). -ENOENT for an unknown pack.
+ * Lets a reader fetch a window of a pack in one request and keep the neighbours. Thread-safe. */
+int pr_repo_pack_blobs(PrRepo *r, const PrId *pack, PrBlobRef **ret, uint32_t *ret_n);
 /* Reads, verifies, decrypts and decompresses a blob. A damaged blob is -EBADMSG, logged with the
  * pack's key. *ret is malloc'ed; *ret_len its length. Thread-safe. */
 int pr_repo_read_blob(PrRepo *r, const PrId *id, void **ret, size_t *ret_len);
