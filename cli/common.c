@@ -36,7 +36,7 @@ int cli_parse(int argc, char **argv, const char *usage, const char *shortopts, c
     for (size_t i = 0; i < nextra && n < ELEMENTSOF(opts) - 1; i++) opts[n++] = extra[i];
     opts[n] = (struct option){0};
     char so[64];
-    snprintf(so, sizeof so, "+qvh%s", shortopts ? shortopts : "");
+    snprintf(so, sizeof so, "qvh%s", shortopts ? shortopts : "");
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, so, opts, NULL)) != -1) {

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <malloc.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -34,6 +35,10 @@ int main(int argc, char **argv) {
         {"init", cmd_init},         {"snapshot", cmd_snapshot}, {"snapshots", cmd_snapshots},
         {"ls", cmd_ls},             {"restore", cmd_restore},   {"mount", cmd_mount},
     };
+    /* Chunks and packs are megabytes: keep them on the heap instead of an mmap/munmap (and page
+     * faults) for each one; measured as a third of the writer's CPU time otherwise. */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     if (argc < 2) {
         fputs(USAGE, stderr);
         return EXIT_USAGE;
