@@ -142,7 +142,11 @@ static int restore_node(Restorer *r, const char *path, const PrNode *n) {
             r->opts->progress(&r->st, path, r->opts->userdata);
         }
     }
-    if (n->type == PR_NODE_DIR) return restore_dir(r, path, n);
+    if (n->type == PR_NODE_DIR) {
+        k = restore_dir(r, path, n);
+        if (k < 0) note_error(r, k);
+        return k;
+    }
     if ((k = remove_existing(path)) < 0) {
         pr_log_errno(k, "cannot replace %s", path);
         note_error(r, k);

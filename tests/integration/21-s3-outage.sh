@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# S3 failures seen from the command line: the server going away during a snapshot (bounded retries,
+# a clear error, nothing partial published, the next snapshot after it is back succeeds), a wrong
+# secret (fails fast, names the problem), a missing bucket (says so).
+. "$(dirname "$0")/lib.sh"
+
+[[ ${PRAFS_TEST_S3:-0} == 1 ]] || skip "no S3 server"
+PRAFS_TEST_BACKEND=s3
+real_endpoint=$AWS_ENDPOINT_URL
+real_port=${real_endpoint##*:}
+real_port=${real_port%%/*}
+
+proxy_pid=""
+start_proxy() {
+    python3 "$PRAFS_SRC/tests/tcpproxy.py" "$proxy_port" "$real_port" >"$TMP/proxy.out" 2>&1 &
+    proxy_pid=$!
+    for _ in $(seq 50); do grep -q ready "$TMP/proxy.out" 2>/dev/null && return 0; sleep 0.1; done
+    fail "the TCP proxy did not start"
+}
+stop_proxy() {
+    [[ -n $proxy_pid ]] || return 0
+    kill "$proxy_pid" 2>/dev/null || true
+    wait "$proxy_pid" 2>/dev/null || true
+    proxy_pid=""
+}
+trap stop_proxy EXIT
+proxy_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_proxy
+export AWS_ENDPOINT_URL=http://127.0.0.1:$proxy_port
+# retries bounded for the test: 3 attempts, 10 s in all
+export PRAFS_S3_RETRIES=3 PRAFS_S3_RETRY_SECONDS=10
+
+repo=$(repo_url outage)
+prafs_ok init "$repo"
+mkdir -p "$TMP/small"
+echo "first" >"$TMP/small/a.txt"
+prafs_ok snapshot "$repo" vol="$TMP/small"
+before=$(snapshot_ids "$repo")
+
+log "server goes away during a snapshot"
+mkdir -p "$TMP/big"
+for i in 1 2 3; do write_random "$TMP/big/f$i" $((96 << 20)) "outage$i"; done
+start=$(date +%s)
+"$PRAFS" snapshot "$repo" vol="$TMP/big" >"$TMP/snap.out" 2>"$TMP/snap.err" &
+snap_pid=$!
+# wait until it has uploaded something, then cut the server off
+for _ in $(seq 100); do
+    [[ -n $(repo_objects "$repo" data 2>/dev/null | head -1) ]] && break
+    sleep 0.1
+done
+stop_proxy
+rc=0
+timeout 120 tail --pid="$snap_pid" -f /dev/null || fail "the snapshot did not end within 120 s of the outage"
+wait "$snap_pid" || rc=$?
+elapsed=$(($(date +%s) - start))
+log "snapshot ended with exit $rc after ${elapsed}s"
+[[ $rc -ne 0 ]] || { show_file "$TMP/snap.err"; fail "the snapshot succeeded with the server gone"; }
+assert_le "$elapsed" 90 "seconds until the snapshot gave up"
+assert_contains "$TMP/snap.err" "snapshot failed" "the failure is reported"
+grep -qiE "refused|reset|connect|timed out|unreachable" "$TMP/snap.err" ||
+    { show_file "$TMP/snap.err"; fail "the error does not say the server could not be reached"; }
+if grep -qE "$AWS_SECRET_ACCESS_KEY|Signature=" "$TMP/snap.err"; then fail "credentials in the error output"; fi
+
+log "server back: nothing partial was published, the next snapshot works"
+start_proxy
+assert_eq "$before" "$(snapshot_ids "$repo")" "snapshots listed after the failed one"
+prafs_ok snapshot "$repo" vol="$TMP/big"
+id=$(new_snapshot_id "$repo" "$before")
+prafs_ok restore "$repo" "$id" "$TMP/restored"
+assert_same_tree "$TMP/big" "$TMP/restored/vol"
+
+log "wrong secret: fails fast and names the problem"
+start=$(date +%s)
+AWS_SECRET_ACCESS_KEY=wrong-secret-value run_prafs "$T_SHORT" snapshots "$repo"
+[[ $RC -ne 0 ]] || fail "snapshots with a wrong secret exited 0"
+assert_le $(($(date +%s) - start)) 10 "seconds to fail with a wrong secret"
+assert_contains "$TMP/err" "SignatureDoesNotMatch" "wrong secret message"
+if grep -q "wrong-secret-value" "$TMP/err"; then fail "the secret appears in the error output"; fi
+
+log "missing bucket: says so"
+run_prafs "$T_SHORT" snapshots "s3://prafs-no-such-bucket-$$/repo"
+[[ $RC -ne 0 ]] || fail "snapshots of a missing bucket exited 0"
+assert_contains "$TMP/err" "does not exist" "missing bucket message"
+assert_contains "$TMP/err" "prafs-no-such-bucket-$$" "the message names the bucket"
+log "ok"
