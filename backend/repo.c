@@ -8,11 +8,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "cache/memcache.h"
 #include "cache/util.h"
 
 #define CONFIG_MAX 4096
 #define KEYFILE_MAX 4096
 #define META_MAX (256u << 20) /* one index file or manifest */
+#define TREE_CACHE (64u << 20)   /* decoded tree blobs kept in memory */
+#define TREE_WINDOW (16u << 20)  /* a tree miss fetches up to this much of its pack */
 
 typedef struct IndexEntry {
     PrId id;
@@ -27,6 +30,7 @@ struct PrRepo {
     PrKeys keys;
     PrRepoConfig config;
     PrChunker *chunker;
+    PrMemCache *trees; /* decoded tree blobs: a walk reads whole tree packs, not one blob a request */
 
     pthread_mutex_t load_lock;  /* one index load at a time */
     pthread_mutex_t index_lock; /* guards the arrays below; held only for lookups and swaps */
@@ -60,6 +64,7 @@ void pr_repo_unref(PrRepo *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
     pr_store_free(r->store);
     pr_chunker_free(r->chunker);
+    pr_memcache_free(r->trees);
     free(r->entries);
     free(r->packs);
     free(r->by_pack);
@@ -76,6 +81,10 @@ static PrRepo *repo_new(PrStore *store) {
     if (!r) return NULL;
     atomic_init(&r->refs, 1);
     r->store = store;
+    if (pr_memcache_new(TREE_CACHE, &r->trees) < 0) {
+        free(r);
+        return NULL;
+    }
     pthread_mutex_init(&r->index_lock, NULL);
     pthread_mutex_init(&r->load_lock, NULL);
     return r;
@@ -452,6 +461,62 @@ int pr_repo_find_blob(PrRepo *r, const PrId *id, PrBlobLoc *ret) {
     return k;
 }
 
+static void log_damaged(const char *key, const PrBlobRef *b) {
+    char hex[65];
+    pr_hex(b->id.b, PR_ID_LEN, hex);
+    pr_log(PR_LOG_ERR, "%s is damaged: blob %.16s at offset %u fails authentication", key, hex, b->offset);
+}
+
+/* Fetches the tree blobs of a pack around `want` in one request, verifies and caches them all.
+ * Failures are not reported here: the caller falls back to reading the one blob, which does. */
+static void fetch_tree_window(PrRepo *r, const PrBlobLoc *want) {
+    _cleanup_free_ PrBlobRef *blobs = NULL;
+    uint32_t n;
+    if (pr_repo_pack_blobs(r, &want->pack, &blobs, &n) < 0) return;
+    uint64_t lo = want->ref.offset > TREE_WINDOW / 2 ? want->ref.offset - TREE_WINDOW / 2 : 0;
+    uint64_t hi = lo + TREE_WINDOW, start = UINT64_MAX, end = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (blobs[i].type != PR_BLOB_TREE || blobs[i].offset < lo || (uint64_t)blobs[i].offset + blobs[i].length > hi)
+            continue;
+        start = MIN(start, (uint64_t)blobs[i].offset);
+        end = MAX(end, (uint64_t)blobs[i].offset + blobs[i].length);
+    }
+    if (start >= end) return;
+    char key[PR_PACK_KEY_MAX];
+    pr_pack_key(&want->pack, key);
+    _cleanup_free_ uint8_t *buf = NULL;
+    size_t got;
+    if (pr_store_get(r->store, key, start, (size_t)(end - start), (void **)&buf, &got) < 0 || got != end - start)
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        const PrBlobRef *b = &blobs[i];
+        if (b->type != PR_BLOB_TREE || b->offset < start || (uint64_t)b->offset + b->length > end) continue;
+        void *plain;
+        if (pr_blob_decode(&r->keys, &b->id, buf + (b->offset - start), b->length, b->raw_length, &plain) < 0)
+            continue;
+        PrCacheValue *v = pr_memcache_value_new(b->raw_length);
+        if (v) {
+            memcpy(v->data, plain, b->raw_length);
+            pr_memcache_put(r->trees, b->id.b, v);
+            pr_memcache_value_unref(v);
+        }
+        free(plain);
+    }
+}
+
+static int cached_tree(PrRepo *r, const PrId *id, void **ret, size_t *ret_len) {
+    PrCacheValue *v = pr_memcache_get(r->trees, id->b);
+    if (!v) return -ENOENT;
+    void *copy = malloc(v->len ? v->len : 1);
+    if (copy) memcpy(copy, v->data, v->len);
+    size_t len = v->len;
+    pr_memcache_value_unref(v);
+    if (!copy) return -ENOMEM;
+    *ret = copy;
+    *ret_len = len;
+    return 0;
+}
+
 int pr_repo_read_blob(PrRepo *r, const PrId *id, void **ret, size_t *ret_len) {
     PrBlobLoc loc;
     char hex[65], key[PR_PACK_KEY_MAX];
@@ -462,6 +527,11 @@ int pr_repo_read_blob(PrRepo *r, const PrId *id, void **ret, size_t *ret_len) {
         return -ENOENT;
     }
     if (k < 0) return k;
+    if (loc.ref.type == PR_BLOB_TREE) {
+        if ((k = cached_tree(r, id, ret, ret_len)) != -ENOENT) return k;
+        fetch_tree_window(r, &loc);
+        if ((k = cached_tree(r, id, ret, ret_len)) != -ENOENT) return k;
+    }
     pr_pack_key(&loc.pack, key);
     _cleanup_free_ void *stored = NULL;
     size_t slen;
@@ -473,10 +543,7 @@ int pr_repo_read_blob(PrRepo *r, const PrId *id, void **ret, size_t *ret_len) {
         return -EBADMSG;
     }
     k = pr_blob_decode(&r->keys, id, stored, slen, loc.ref.raw_length, ret);
-    if (k == -EBADMSG) {
-        pr_hex(id->b, PR_ID_LEN, hex);
-        pr_log(PR_LOG_ERR, "%s is damaged: blob %.16s at offset %u fails authentication", key, hex, loc.ref.offset);
-    }
+    if (k == -EBADMSG) log_damaged(key, &loc.ref);
     if (k < 0) return k;
     *ret_len = loc.ref.raw_length;
     return 0;

@@ -880,7 +880,9 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
     w->rbuf = malloc(READ_BUF);
 
     unsigned nw = opts->workers ? opts->workers : (unsigned)MAX(1L, MIN(16L, sysconf(_SC_NPROCESSORS_ONLN)));
-    unsigned nu = opts->uploaders ? opts->uploaders : 2;
+    /* a local disk gains nothing from more than two writers; S3 requests overlap their latency */
+    bool local = strcmp(pr_repo_store(repo)->ops->kind, "local") == 0;
+    unsigned nu = opts->uploaders ? opts->uploaders : local ? 2 : 4;
     pthread_t workers[16], ups[16];
     nw = MIN(nw, 16u);
     nu = MIN(nu, 16u);

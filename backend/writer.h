@@ -23,7 +23,7 @@ typedef struct PrWriterOptions {
     const PrVolumeSpec *volumes;
     size_t nvolumes;
     unsigned workers;   /* compress + encrypt threads; 0: one per core */
-    unsigned uploaders; /* concurrent pack uploads; 0: 2 */
+    unsigned uploaders; /* concurrent pack uploads; 0: 2 on a local store, 4 on S3 */
     /* Called from the walking thread about four times a second. */
     void (*progress)(const PrWriterProgress *p, void *userdata);
     void *userdata;
