@@ -119,6 +119,8 @@ typedef struct Writer {
     IdSet pending;
     LinkSeen *links;
     size_t nlinks, linkcap;
+    uint32_t *link_slots; /* open addressing over links[] by (dev, ino): index + 1, 0 = empty */
+    size_t link_slot_cap;
     uint64_t next_group;
 
     uint8_t *rbuf;
@@ -535,12 +537,49 @@ static int copy_chunks(PrNode *n, const PrChunkRef *src, uint32_t count) {
     return 0;
 }
 
+static size_t link_hash(dev_t dev, ino_t ino) {
+    uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev * 0xc2b2ae3d27d4eb4full;
+    return (size_t)(h ^ (h >> 29));
+}
+
+static LinkSeen *link_find(Writer *w, dev_t dev, ino_t ino) {
+    if (!w->link_slot_cap) return NULL;
+    size_t mask = w->link_slot_cap - 1;
+    for (size_t i = link_hash(dev, ino) & mask; w->link_slots[i]; i = (i + 1) & mask) {
+        LinkSeen *l = &w->links[w->link_slots[i] - 1];
+        if (l->dev == dev && l->ino == ino) return l;
+    }
+    return NULL;
+}
+
+/* Indexes links[nlinks - 1], growing the table to keep it at most half full. */
+static int link_index(Writer *w) {
+    if (w->nlinks * 2 > w->link_slot_cap) {
+        size_t cap = w->link_slot_cap ? w->link_slot_cap * 2 : 256;
+        uint32_t *slots = calloc(cap, sizeof *slots);
+        if (!slots) return -ENOMEM;
+        free(w->link_slots);
+        w->link_slots = slots;
+        w->link_slot_cap = cap;
+        for (size_t i = 0; i + 1 < w->nlinks; i++) {
+            size_t j = link_hash(w->links[i].dev, w->links[i].ino) & (cap - 1);
+            while (slots[j]) j = (j + 1) & (cap - 1);
+            slots[j] = (uint32_t)(i + 1);
+        }
+    }
+    size_t mask = w->link_slot_cap - 1;
+    const LinkSeen *l = &w->links[w->nlinks - 1];
+    size_t j = link_hash(l->dev, l->ino) & mask;
+    while (w->link_slots[j]) j = (j + 1) & mask;
+    w->link_slots[j] = (uint32_t)w->nlinks;
+    return 0;
+}
+
 /* Fills n for the regular file at path. Returns 1 if it could not be read (reported, skip it). */
 static int do_file(Writer *w, const char *path, const struct stat *st, const PrNode *old, PrNode *n) {
     LinkSeen *seen = NULL;
     if (st->st_nlink > 1) {
-        for (size_t i = 0; i < w->nlinks; i++)
-            if (w->links[i].dev == st->st_dev && w->links[i].ino == st->st_ino) seen = &w->links[i];
+        seen = link_find(w, st->st_dev, st->st_ino);
         if (seen) {
             n->link_group = seen->group;
             n->size = seen->size;
@@ -595,6 +634,7 @@ static int do_file(Writer *w, const char *path, const struct stat *st, const PrN
         }
         w->nlinks++;
         n->link_group = ls->group;
+        if ((r = link_index(w)) < 0) return r;
     }
     w->vol_bytes += n->size;
     return 0;
@@ -934,6 +974,7 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
         w->vol_files = w->vol_dirs = w->vol_bytes = 0;
         for (size_t i = 0; i < w->nlinks; i++) free(w->links[i].chunks);
         w->nlinks = 0; /* link groups are per volume */
+        if (w->link_slots) memset(w->link_slots, 0, sizeof *w->link_slots * w->link_slot_cap);
         r = do_dir(w, vs->path, st.st_dev, old, &n->subtree);
         if (r == 1) {
             r = pr_log_errno(EACCES, "cannot read volume %s at %s", vs->name, vs->path);
@@ -977,6 +1018,7 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
     free(w->done);
     for (size_t i = 0; i < w->nlinks; i++) free(w->links[i].chunks);
     free(w->links);
+    free(w->link_slots);
     free(w->pending.slots);
     free(w->rbuf);
     pthread_mutex_destroy(&w->lock);
