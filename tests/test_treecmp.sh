@@ -7,6 +7,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+# Resolve python3 once: version-manager shims cost tens of milliseconds per call.
+PYTHON3=$(command python3 -c 'import sys; print(sys.executable)')
+python3() { "$PYTHON3" "$@"; }
 TREEGEN="$HERE/treegen.py"
 TREECMP="$HERE/treecmp.py"
 

@@ -42,6 +42,9 @@ unset PRAFS_PASSWORD_FILE
 # Keep caches inside the scratch directory, away from the user's.
 export XDG_CACHE_HOME="$TMP/cache"
 export LC_ALL=C.UTF-8
+# Resolve python3 once: version-manager shims cost tens of milliseconds per call.
+PYTHON3=$(command python3 -c 'import sys; print(sys.executable)')
+python3() { "$PYTHON3" "$@"; }
 
 # ---- reporting ---------------------------------------------------------------------------------
 
