@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -103,11 +104,13 @@ typedef struct Writer {
     uint32_t max_chunk;
 
     pthread_mutex_t lock;
-    pthread_cond_t cond; /* any change of the queues, the idle count or the error */
+    pthread_cond_t jobs_ready;  /* a job was queued, or closing, or an error */
+    pthread_cond_t jobs_space;  /* the job queue shrank */
+    pthread_cond_t packs_ready; /* a pack was queued, or packs_closing, or an error */
+    pthread_cond_t packs_space; /* the pack queue shrank */
     Job *jobs_head, *jobs_tail;
     size_t jobs_bytes;
     bool closing;        /* no more jobs will come */
-    unsigned busy;       /* workers holding a job */
     Pack *open_pack[2];  /* per blob type */
     Pack *packs_head, *packs_tail;
     unsigned npacks_queued;
@@ -125,15 +128,25 @@ typedef struct Writer {
 
     uint8_t *rbuf;
     unsigned unreadable;
-    PrWriterProgress prog;
+    /* counters: the walking thread's own, but bytes_uploaded (uploaders) */
+    uint64_t files, dirs, bytes_read, bytes_new;
+    atomic_uint_fast64_t bytes_uploaded;
     double start, last_progress;
     uint64_t vol_files, vol_dirs, vol_bytes;
 } Writer;
 
+/* Caller holds the lock. Wakes everyone: every wait gives up on an error. */
+static void set_error_locked(Writer *w, int err) {
+    if (!w->error) w->error = err;
+    pthread_cond_broadcast(&w->jobs_ready);
+    pthread_cond_broadcast(&w->jobs_space);
+    pthread_cond_broadcast(&w->packs_ready);
+    pthread_cond_broadcast(&w->packs_space);
+}
+
 static void set_error(Writer *w, int err) {
     pthread_mutex_lock(&w->lock);
-    if (!w->error) w->error = err;
-    pthread_cond_broadcast(&w->cond);
+    set_error_locked(w, err);
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -153,7 +166,7 @@ static void pack_free(Pack *p) {
 
 /* Caller holds the lock. Queues a full (or final) pack for upload, waiting for room. */
 static void queue_pack_locked(Writer *w, Pack *p) {
-    while (w->npacks_queued >= PACKQ_MAX && !w->error) pthread_cond_wait(&w->cond, &w->lock);
+    while (w->npacks_queued >= PACKQ_MAX && !w->error) pthread_cond_wait(&w->packs_space, &w->lock);
     if (w->error) {
         pack_free(p);
         return;
@@ -162,7 +175,7 @@ static void queue_pack_locked(Writer *w, Pack *p) {
     else w->packs_head = p;
     w->packs_tail = p;
     w->npacks_queued++;
-    pthread_cond_broadcast(&w->cond);
+    pthread_cond_signal(&w->packs_ready);
 }
 
 static int pack_append(Pack *p, const PrId *id, uint8_t type, const void *stored, size_t len, uint32_t raw) {
@@ -191,12 +204,11 @@ static void *worker_main(void *arg) {
     Writer *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (!w->jobs_head && !w->closing && !w->error) pthread_cond_wait(&w->cond, &w->lock);
+        while (!w->jobs_head && !w->closing && !w->error) pthread_cond_wait(&w->jobs_ready, &w->lock);
         if (w->error || !w->jobs_head) break;
         Job *j = w->jobs_head;
         w->jobs_head = j->next;
         if (!w->jobs_head) w->jobs_tail = NULL;
-        w->busy++;
         pthread_mutex_unlock(&w->lock);
 
         void *stored = NULL;
@@ -204,7 +216,9 @@ static void *worker_main(void *arg) {
         int r = pr_blob_encode(w->keys, &j->id, j->data, j->len, &stored, &slen);
 
         pthread_mutex_lock(&w->lock);
+        bool was_full = w->jobs_bytes > QUEUE_BYTES_MAX;
         w->jobs_bytes -= j->len;
+        if (was_full && w->jobs_bytes <= QUEUE_BYTES_MAX) pthread_cond_signal(&w->jobs_space);
         if (r == 0 && !w->error) {
             Pack **pp = &w->open_pack[j->type];
             if (!*pp && !(*pp = calloc(1, sizeof **pp))) r = -ENOMEM;
@@ -215,9 +229,7 @@ static void *worker_main(void *arg) {
                 queue_pack_locked(w, full);
             }
         }
-        if (r < 0 && !w->error) w->error = r;
-        w->busy--;
-        pthread_cond_broadcast(&w->cond);
+        if (r < 0) set_error_locked(w, r);
         free(stored);
         free(j->data);
         free(j);
@@ -259,8 +271,8 @@ static int upload_pack(Writer *w, Pack *p) {
         w->donecap = cap;
     }
     w->done[w->ndone++] = (PrIndexPack){id, TAKE_PTR(p->refs), p->n};
-    w->prog.bytes_uploaded += total;
     pthread_mutex_unlock(&w->lock);
+    atomic_fetch_add(&w->bytes_uploaded, total);
     return 0;
 }
 
@@ -268,7 +280,7 @@ static void *uploader_main(void *arg) {
     Writer *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (!w->packs_head && !w->packs_closing && !w->error) pthread_cond_wait(&w->cond, &w->lock);
+        while (!w->packs_head && !w->packs_closing && !w->error) pthread_cond_wait(&w->packs_ready, &w->lock);
         if (w->error || !w->packs_head) break;
         Pack *p = w->packs_head;
         w->packs_head = p->next;
@@ -278,8 +290,8 @@ static void *uploader_main(void *arg) {
         pack_free(p);
         pthread_mutex_lock(&w->lock);
         w->npacks_queued--;
-        if (r < 0 && !w->error) w->error = r;
-        pthread_cond_broadcast(&w->cond);
+        pthread_cond_signal(&w->packs_space);
+        if (r < 0) set_error_locked(w, r);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
@@ -294,15 +306,15 @@ static int submit(Writer *w, const PrId *id, uint8_t type, void *data, size_t le
     }
     *j = (Job){NULL, *id, type, data, len};
     pthread_mutex_lock(&w->lock);
-    while (w->jobs_bytes > QUEUE_BYTES_MAX && !w->error) pthread_cond_wait(&w->cond, &w->lock);
+    while (w->jobs_bytes > QUEUE_BYTES_MAX && !w->error) pthread_cond_wait(&w->jobs_space, &w->lock);
     int err = w->error;
     if (!err) {
         if (w->jobs_tail) w->jobs_tail->next = j;
         else w->jobs_head = j;
         w->jobs_tail = j;
         w->jobs_bytes += len;
-        w->prog.bytes_new += len;
-        pthread_cond_broadcast(&w->cond);
+        w->bytes_new += len;
+        pthread_cond_signal(&w->jobs_ready);
     }
     pthread_mutex_unlock(&w->lock);
     if (err) {
@@ -329,11 +341,15 @@ static void progress(Writer *w, const char *path, bool force) {
     double now = pr_now();
     if (!force && now - w->last_progress < 0.25) return;
     w->last_progress = now;
-    pthread_mutex_lock(&w->lock);
-    PrWriterProgress p = w->prog;
-    pthread_mutex_unlock(&w->lock);
-    p.current = path;
-    p.elapsed = now - w->start;
+    PrWriterProgress p = {
+        .files = w->files,
+        .dirs = w->dirs,
+        .bytes_read = w->bytes_read,
+        .bytes_new = w->bytes_new,
+        .bytes_uploaded = atomic_load(&w->bytes_uploaded),
+        .current = path,
+        .elapsed = now - w->start,
+    };
     w->opts->progress(&p, w->opts->userdata);
 }
 
@@ -395,9 +411,7 @@ static int read_region(Writer *w, int fd, const char *path, uint64_t start, uint
                 }
                 have += (size_t)n;
                 off += (uint64_t)n;
-                pthread_mutex_lock(&w->lock);
-                w->prog.bytes_read += (uint64_t)n;
-                pthread_mutex_unlock(&w->lock);
+                w->bytes_read += (uint64_t)n;
             }
         }
         if (pos == have) break;
@@ -668,11 +682,11 @@ static int do_entry(Writer *w, const char *path, const char *name, dev_t dev, co
     switch (n->type) {
     case PR_NODE_FILE:
         w->vol_files++;
-        w->prog.files++;
+        w->files++;
         return do_file(w, path, &st, old, n);
     case PR_NODE_DIR:
         w->vol_dirs++;
-        w->prog.dirs++;
+        w->dirs++;
         if (st.st_dev != dev) {
             /* another filesystem: keep the mount point as an empty directory */
             pr_log(PR_LOG_INFO, "%s is another filesystem: not descending", path);
@@ -812,9 +826,9 @@ static int write_index_and_manifest(Writer *w, PrSnapshot *s) {
         snprintf(key, sizeof key, "index/%s", hex);
         r = pr_store_put(store, key, data, len);
         if (r < 0) return pr_log_errno(r, "cannot store %s", key);
-        w->prog.bytes_uploaded += len;
+        atomic_fetch_add(&w->bytes_uploaded, len);
     }
-    s->bytes_uploaded = w->prog.bytes_uploaded;
+    s->bytes_uploaded = atomic_load(&w->bytes_uploaded);
     _cleanup_free_ void *data = NULL;
     size_t len;
     /* the manifest's own size is not part of its totals: it cannot count itself */
@@ -831,7 +845,7 @@ static int write_index_and_manifest(Writer *w, PrSnapshot *s) {
 static int finish_pipeline(Writer *w, pthread_t *workers, unsigned nw, pthread_t *ups, unsigned nu) {
     pthread_mutex_lock(&w->lock);
     w->closing = true;
-    pthread_cond_broadcast(&w->cond);
+    pthread_cond_broadcast(&w->jobs_ready);
     pthread_mutex_unlock(&w->lock);
     for (unsigned i = 0; i < nw; i++) pthread_join(workers[i], NULL);
     pthread_mutex_lock(&w->lock);
@@ -842,7 +856,7 @@ static int finish_pipeline(Writer *w, pthread_t *workers, unsigned nw, pthread_t
         else pack_free(p);
     }
     w->packs_closing = true;
-    pthread_cond_broadcast(&w->cond);
+    pthread_cond_broadcast(&w->packs_ready);
     pthread_mutex_unlock(&w->lock);
     for (unsigned i = 0; i < nu; i++) pthread_join(ups[i], NULL);
     /* whatever is left after an error */
@@ -916,7 +930,10 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
     w->max_chunk = pr_repo_config(repo)->chunker.max_size;
     w->start = pr_now();
     pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->cond, NULL);
+    pthread_cond_init(&w->jobs_ready, NULL);
+    pthread_cond_init(&w->jobs_space, NULL);
+    pthread_cond_init(&w->packs_ready, NULL);
+    pthread_cond_init(&w->packs_space, NULL);
     w->rbuf = malloc(READ_BUF);
 
     unsigned nw = opts->workers ? opts->workers : (unsigned)MAX(1L, MIN(16L, sysconf(_SC_NPROCESSORS_ONLN)));
@@ -1005,8 +1022,8 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
     int e = finish_pipeline(w, workers, started_w, ups, started_u);
     if (r >= 0 && e < 0) r = e;
     if (r >= 0) {
-        s->bytes_read = w->prog.bytes_read;
-        s->bytes_new = w->prog.bytes_new;
+        s->bytes_read = w->bytes_read;
+        s->bytes_new = w->bytes_new;
         s->duration_ms = (uint64_t)((pr_now() - w->start) * 1000);
         r = write_index_and_manifest(w, s);
     }
@@ -1022,7 +1039,10 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
     free(w->pending.slots);
     free(w->rbuf);
     pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->cond);
+    pthread_cond_destroy(&w->jobs_ready);
+    pthread_cond_destroy(&w->jobs_space);
+    pthread_cond_destroy(&w->packs_ready);
+    pthread_cond_destroy(&w->packs_space);
     free(w);
     pr_snapshot_list_free(list, nlist);
     if (r < 0) return r;
