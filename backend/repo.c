@@ -461,47 +461,64 @@ int pr_repo_find_blob(PrRepo *r, const PrId *id, PrBlobLoc *ret) {
     return k;
 }
 
-static void log_damaged(const char *key, const PrBlobRef *b) {
+static void log_damaged(const char *key, const PrBlobRef *b, int err) {
     char hex[65];
     pr_hex(b->id.b, PR_ID_LEN, hex);
-    pr_log(PR_LOG_ERR, "%s is damaged: blob %.16s at offset %u fails authentication", key, hex, b->offset);
+    if (err == -EBADMSG)
+        pr_log(PR_LOG_ERR, "%s is damaged: blob %.16s at offset %u fails authentication", key, hex, b->offset);
+    else
+        pr_log_errno(err, "%s: cannot decode blob %.16s", key, hex);
 }
 
-/* Fetches the tree blobs of a pack around `want` in one request, verifies and caches them all.
- * Failures are not reported here: the caller falls back to reading the one blob, which does. */
-static void fetch_tree_window(PrRepo *r, const PrBlobLoc *want) {
-    _cleanup_free_ PrBlobRef *blobs = NULL;
-    uint32_t n;
-    if (pr_repo_pack_blobs(r, &want->pack, &blobs, &n) < 0) return;
-    uint64_t lo = want->ref.offset > TREE_WINDOW / 2 ? want->ref.offset - TREE_WINDOW / 2 : 0;
-    uint64_t hi = lo + TREE_WINDOW, start = UINT64_MAX, end = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (blobs[i].type != PR_BLOB_TREE || blobs[i].offset < lo || (uint64_t)blobs[i].offset + blobs[i].length > hi)
-            continue;
-        start = MIN(start, (uint64_t)blobs[i].offset);
-        end = MAX(end, (uint64_t)blobs[i].offset + blobs[i].length);
-    }
-    if (start >= end) return;
+int pr_repo_read_pack_window(PrRepo *r, const PrId *pack, const PrBlobRef *blobs, size_t n, PrBlobFn fn, void *ud) {
+    if (n == 0) return 0;
+    uint64_t start = blobs[0].offset, end = 0;
+    for (size_t i = 0; i < n; i++) end = MAX(end, (uint64_t)blobs[i].offset + blobs[i].length);
     char key[PR_PACK_KEY_MAX];
-    pr_pack_key(&want->pack, key);
+    pr_pack_key(pack, key);
     _cleanup_free_ uint8_t *buf = NULL;
     size_t got;
-    if (pr_store_get(r->store, key, start, (size_t)(end - start), (void **)&buf, &got) < 0 || got != end - start)
-        return;
-    for (uint32_t i = 0; i < n; i++) {
-        const PrBlobRef *b = &blobs[i];
-        if (b->type != PR_BLOB_TREE || b->offset < start || (uint64_t)b->offset + b->length > end) continue;
-        void *plain;
-        if (pr_blob_decode(&r->keys, &b->id, buf + (b->offset - start), b->length, b->raw_length, &plain) < 0)
-            continue;
-        PrCacheValue *v = pr_memcache_value_new(b->raw_length);
-        if (v) {
-            memcpy(v->data, plain, b->raw_length);
-            pr_memcache_put(r->trees, b->id.b, v);
-            pr_memcache_value_unref(v);
-        }
-        free(plain);
+    int k = pr_store_get(r->store, key, start, (size_t)(end - start), (void **)&buf, &got);
+    if (k < 0) return pr_log_errno(k, "cannot read %s", key);
+    if (got != end - start) {
+        pr_log(PR_LOG_ERR, "%s is truncated: needed %llu bytes at offset %llu, got %zu", key,
+               (unsigned long long)(end - start), (unsigned long long)start, got);
+        return -EBADMSG;
     }
+    for (size_t i = 0; i < n; i++) {
+        const PrBlobRef *b = &blobs[i];
+        void *plain = NULL;
+        k = pr_blob_decode(&r->keys, &b->id, buf + (b->offset - start), b->length, b->raw_length, &plain);
+        if (k < 0) log_damaged(key, b, k);
+        k = fn(b, k < 0 ? NULL : plain, k < 0 ? k : 0, ud);
+        free(plain);
+        if (k < 0) return k;
+    }
+    return 0;
+}
+
+static int cache_tree_blob(const PrBlobRef *b, const void *plain, int err, void *ud) {
+    PrRepo *r = ud;
+    if (err < 0) return 0; /* the caller falls back to reading the one blob it wants, which reports */
+    PrCacheValue *v = pr_memcache_value_new(b->raw_length);
+    if (!v) return 0;
+    memcpy(v->data, plain, b->raw_length);
+    pr_memcache_put(r->trees, b->id.b, v);
+    pr_memcache_value_unref(v);
+    return 0;
+}
+
+/* Fetches the tree blobs of a pack around `want` in one request, verifies and caches them all. */
+static void fetch_tree_window(PrRepo *r, const PrBlobLoc *want) {
+    _cleanup_free_ PrBlobRef *blobs = NULL;
+    uint32_t n, m = 0;
+    if (pr_repo_pack_blobs(r, &want->pack, &blobs, &n) < 0) return;
+    uint64_t lo = want->ref.offset > TREE_WINDOW / 2 ? want->ref.offset - TREE_WINDOW / 2 : 0;
+    uint64_t hi = lo + TREE_WINDOW;
+    for (uint32_t i = 0; i < n; i++) /* keep the tree blobs inside the window, in offset order */
+        if (blobs[i].type == PR_BLOB_TREE && blobs[i].offset >= lo && (uint64_t)blobs[i].offset + blobs[i].length <= hi)
+            blobs[m++] = blobs[i];
+    (void)pr_repo_read_pack_window(r, &want->pack, blobs, m, cache_tree_blob, r);
 }
 
 static int cached_tree(PrRepo *r, const PrId *id, void **ret, size_t *ret_len) {
@@ -543,7 +560,7 @@ int pr_repo_read_blob(PrRepo *r, const PrId *id, void **ret, size_t *ret_len) {
         return -EBADMSG;
     }
     k = pr_blob_decode(&r->keys, id, stored, slen, loc.ref.raw_length, ret);
-    if (k == -EBADMSG) log_damaged(key, &loc.ref);
+    if (k < 0) log_damaged(key, &loc.ref, k);
     if (k < 0) return k;
     *ret_len = loc.ref.raw_length;
     return 0;

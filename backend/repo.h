@@ -51,6 +51,14 @@ int pr_repo_find_blob(PrRepo *r, const PrId *id, PrBlobLoc *ret);
 /* Every indexed blob of one pack, sorted by offset (*ret malloc'ed). -ENOENT for an unknown pack.
  * Lets a reader fetch a window of a pack in one request and keep the neighbours. Thread-safe. */
 int pr_repo_pack_blobs(PrRepo *r, const PrId *pack, PrBlobRef **ret, uint32_t *ret_n);
+/* Called once per blob of a window, in order: plain is the verified plaintext (raw_length bytes,
+ * valid during the call) or NULL with err < 0 (already logged with the pack's key). A negative
+ * return stops the window. */
+typedef int (*PrBlobFn)(const PrBlobRef *b, const void *plain, int err, void *userdata);
+/* Fetches the range of a pack covering blobs[0..n) (sorted by offset, distinct) in one request and
+ * hands out each blob verified and decoded. A failed request is returned (logged), fn not called. */
+int pr_repo_read_pack_window(PrRepo *r, const PrId *pack, const PrBlobRef *blobs, size_t n, PrBlobFn fn,
+                             void *userdata);
 /* Reads, verifies, decrypts and decompresses a blob. A damaged blob is -EBADMSG, logged with the
  * pack's key. *ret is malloc'ed; *ret_len its length. Thread-safe. */
 int pr_repo_read_blob(PrRepo *r, const PrId *id, void **ret, size_t *ret_len);

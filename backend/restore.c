@@ -340,66 +340,49 @@ static int write_all(const char *path, const void *data, size_t len, uint64_t of
     return 0;
 }
 
-static void fail_window_files(Restorer *r, const Window *w, size_t from, const PrBlobRef *only) {
-    for (size_t i = from; i < w->last; i++) {
-        const Piece *p = &r->pieces[i];
-        if (only && memcmp(p->blob.id.b, only->id.b, PR_ID_LEN) != 0) continue;
-        atomic_store(&r->files[p->file].failed, true);
+typedef struct WindowCtx {
+    Restorer *r;
+    const Window *w;
+    size_t next; /* first piece of the next blob */
+} WindowCtx;
+
+/* Writes one verified blob to every place it goes; a blob that failed fails those files. */
+static int window_blob(const PrBlobRef *b, const void *plain, int err, void *ud) {
+    WindowCtx *c = ud;
+    Restorer *r = c->r;
+    size_t i = c->next;
+    while (c->next < c->w->last && r->pieces[c->next].blob.offset == b->offset) c->next++;
+    if (err < 0) note_error(r, err);
+    for (; i < c->next; i++) {
+        RFile *f = &r->files[r->pieces[i].file];
+        if (err < 0) {
+            atomic_store(&f->failed, true);
+            continue;
+        }
+        if (atomic_load(&f->failed)) continue;
+        int k = write_all(f->path, plain, b->raw_length, r->pieces[i].offset);
+        if (k < 0) {
+            note_error(r, pr_log_errno(k, "cannot write %s", f->path));
+            atomic_store(&f->failed, true);
+            if (k == -ENOSPC || k == -EDQUOT) return k;
+        } else
+            atomic_fetch_add(&r->bytes, b->raw_length);
     }
+    return 0;
 }
 
 static void do_window(Restorer *r, const Window *w) {
-    const Piece *a = &r->pieces[w->first], *z = &r->pieces[w->last - 1];
-    uint64_t start = a->blob.offset, end = 0;
-    for (size_t i = w->first; i < w->last; i++)
-        end = MAX(end, (uint64_t)r->pieces[i].blob.offset + r->pieces[i].blob.length);
-    (void)z;
-    char key[PR_PACK_KEY_MAX];
-    pr_pack_key(&a->pack, key);
-    _cleanup_free_ uint8_t *buf = NULL;
-    size_t got;
-    int k = pr_store_get(pr_repo_store(r->repo), key, start, (size_t)(end - start), (void **)&buf, &got);
-    if (k == 0 && got != end - start) {
-        pr_log(PR_LOG_ERR, "%s is truncated: needed %llu bytes at offset %llu, got %zu", key,
-               (unsigned long long)(end - start), (unsigned long long)start, got);
-        k = -EBADMSG;
-    } else if (k < 0)
-        pr_log_errno(k, "cannot read %s", key);
+    /* the distinct blobs of the window, in offset order */
+    _cleanup_free_ PrBlobRef *blobs = malloc(sizeof *blobs * (w->last - w->first));
+    size_t n = 0;
+    int k = blobs ? 0 : -ENOMEM;
+    for (size_t i = w->first; blobs && i < w->last; i++)
+        if (n == 0 || blobs[n - 1].offset != r->pieces[i].blob.offset) blobs[n++] = r->pieces[i].blob;
+    WindowCtx c = {r, w, w->first};
+    if (k == 0) k = pr_repo_read_pack_window(r->repo, &r->pieces[w->first].pack, blobs, n, window_blob, &c);
     if (k < 0) {
         note_error(r, k);
-        fail_window_files(r, w, w->first, NULL);
-        return;
-    }
-    const PrKeys *keys = pr_repo_keys(r->repo);
-    for (size_t i = w->first; i < w->last;) {
-        const PrBlobRef *b = &r->pieces[i].blob;
-        size_t j = i; /* every place this blob goes */
-        while (j < w->last && r->pieces[j].blob.offset == b->offset) j++;
-        _cleanup_free_ void *plain = NULL;
-        k = pr_blob_decode(keys, &b->id, buf + (b->offset - start), b->length, b->raw_length, &plain);
-        if (k < 0) {
-            char hex[65];
-            pr_hex(b->id.b, PR_ID_LEN, hex);
-            if (k == -EBADMSG)
-                pr_log(PR_LOG_ERR, "%s is damaged: blob %.16s at offset %u fails authentication", key, hex, b->offset);
-            else
-                pr_log_errno(k, "%s: cannot decode blob %.16s", key, hex);
-            note_error(r, k);
-            for (size_t q = i; q < j; q++) atomic_store(&r->files[r->pieces[q].file].failed, true);
-        } else {
-            for (size_t q = i; q < j; q++) {
-                RFile *f = &r->files[r->pieces[q].file];
-                if (atomic_load(&f->failed)) continue;
-                k = write_all(f->path, plain, b->raw_length, r->pieces[q].offset);
-                if (k < 0) {
-                    note_error(r, pr_log_errno(k, "cannot write %s", f->path));
-                    atomic_store(&f->failed, true);
-                    if (k == -ENOSPC || k == -EDQUOT) return;
-                } else
-                    atomic_fetch_add(&r->bytes, b->raw_length);
-            }
-        }
-        i = j;
+        for (size_t i = c.next; i < w->last; i++) atomic_store(&r->files[r->pieces[i].file].failed, true);
     }
 }
 
