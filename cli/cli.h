@@ -44,3 +44,15 @@ int cmd_snapshots(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
+int cmd_forget(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_unlock(int argc, char **argv);
+
+/* Repository locks and prune, shared by forget, prune, check and snapshot (cli/cmd_prune.c). */
+typedef struct PrLock PrLock;
+/* Seconds to wait for a repository lock: PRAFS_LOCK_WAIT, else 3600. */
+double cli_lock_wait(void);
+int cli_parse_seconds(const char *arg, double *ret);
+/* Runs prune under the exclusive lock held, prints its report; returns an exit status. */
+int cli_run_prune(PrRepo *repo, PrLock *lock, bool dry_run, double max_unused_pct);

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/lock.h"
 #include "backend/writer.h"
 #include "cache/util.h"
 #include "cli/cli.h"
@@ -91,7 +92,11 @@ int cmd_snapshot(int argc, char **argv) {
         .progress = prog ? show_progress : NULL,
     };
     _cleanup_(pr_snapshot_freep) PrSnapshot *s = NULL;
+    /* a shared lock: other writers may go on, a prune waits (and we wait for a running one) */
+    _cleanup_(pr_lock_releasep) PrLock *lock = NULL;
+    if (pr_lock_acquire(repo, false, cli_lock_wait(), &lock) < 0) return EXIT_ERROR;
     r = pr_writer_snapshot(repo, &wo, &s);
+    pr_lock_release(TAKE_PTR(lock));
     if (prog) fputs("\r\033[K", stderr);
     if (r < 0) {
         fprintf(stderr, "prafs: snapshot failed; nothing was published (the repository is unchanged but for "

@@ -13,6 +13,10 @@ static const char USAGE[] =
     "  ls        REPO SNAPSHOT[:PATH]                      list a tree without FUSE\n"
     "  restore   REPO SNAPSHOT[:PATH] DEST                 restore without FUSE\n"
     "  mount     REPO MOUNTPOINT [-f] [-o OPTS]            read-only FUSE mount\n"
+    "  forget    REPO --keep-* N... [--dry-run] [--prune]  remove snapshots by policy\n"
+    "  prune     REPO [--dry-run]                          delete data no snapshot references\n"
+    "  check     REPO [--read-data[-subset=N%]]            verify structure, or every byte\n"
+    "  unlock    REPO [--remove-all]                       remove stale locks\n"
     "\n"
     "REPO is a local directory or s3://BUCKET/PREFIX. SNAPSHOT is an id prefix, 'latest',\n"
     "or a time as listed by 'prafs snapshots'.\n"
@@ -34,6 +38,8 @@ int main(int argc, char **argv) {
     } cmds[] = {
         {"init", cmd_init},         {"snapshot", cmd_snapshot}, {"snapshots", cmd_snapshots},
         {"ls", cmd_ls},             {"restore", cmd_restore},   {"mount", cmd_mount},
+        {"forget", cmd_forget},     {"prune", cmd_prune},       {"check", cmd_check},
+        {"unlock", cmd_unlock},
     };
     /* Chunks and packs are megabytes: keep them on the heap instead of an mmap/munmap (and page
      * faults) for each one; measured as a third of the writer's CPU time otherwise. */

@@ -1,0 +1,754 @@
+/* SPDX-License-Identifier: MIT */
+#include "backend/check.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cache/util.h"
+
+#define META_MAX (256u << 20)
+#define MAX_PATH_LINES 1000 /* affected paths reported; the rest are counted */
+#define MAX_DEPTH 4096
+
+/* ---- an id -> u32 map (open addressing; the all-zero id is never a key) ---- */
+
+typedef struct IdMap {
+    struct Slot {
+        PrId id;
+        uint32_t val;
+    } *slots;
+    size_t cap, n;
+} IdMap;
+
+static uint32_t idmap_get(const IdMap *m, const PrId *id) {
+    if (!m->cap) return 0;
+    size_t mask = m->cap - 1;
+    for (size_t i = pr_get_u64(id->b) & mask;; i = (i + 1) & mask) {
+        if (pr_id_is_zero(&m->slots[i].id)) return 0;
+        if (memcmp(m->slots[i].id.b, id->b, PR_ID_LEN) == 0) return m->slots[i].val;
+    }
+}
+
+static int idmap_put(IdMap *m, const PrId *id, uint32_t val) {
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 1024;
+        struct Slot *s = calloc(cap, sizeof *s);
+        if (!s) return -ENOMEM;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (pr_id_is_zero(&m->slots[i].id)) continue;
+            size_t j = pr_get_u64(m->slots[i].id.b) & (cap - 1);
+            while (!pr_id_is_zero(&s[j].id)) j = (j + 1) & (cap - 1);
+            s[j] = m->slots[i];
+        }
+        free(m->slots);
+        m->slots = s;
+        m->cap = cap;
+    }
+    size_t mask = m->cap - 1, i = pr_get_u64(id->b) & mask;
+    for (;; i = (i + 1) & mask) {
+        if (pr_id_is_zero(&m->slots[i].id)) {
+            m->slots[i] = (struct Slot){*id, val};
+            m->n++;
+            return 0;
+        }
+        if (memcmp(m->slots[i].id.b, id->b, PR_ID_LEN) == 0) {
+            m->slots[i].val = val;
+            return 0;
+        }
+    }
+}
+
+/* ---- state ---- */
+
+typedef struct Pack {
+    PrId id;
+    PrBlobRef *blobs;
+    uint32_t n;
+    uint32_t index_file; /* the first index file naming it */
+    bool present;
+    uint64_t size; /* from the listing */
+    uint64_t need; /* the least size the index implies */
+    bool bad;      /* missing or too short */
+} Pack;
+
+typedef struct Entry {
+    PrId id;
+    uint32_t pack, blob;
+} Entry;
+
+typedef struct Bad {
+    PrId id;
+    char *reason;
+} Bad;
+
+typedef struct Snap {
+    PrSnapshot *s;
+} Snap;
+
+typedef struct Check {
+    PrRepo *repo;
+    PrStore *store;
+    const PrCheckOptions *opts;
+    PrCheckStats st;
+    PrSnapshot **snaps;
+    size_t nsnaps;
+    char **index_keys;
+    size_t nindex;
+    Pack *packs;
+    size_t npacks, pcap;
+    uint32_t cur_index;
+    Entry *entries;
+    size_t nentries;
+    Bad *bad;
+    size_t nbad, badcap;
+    IdMap bad_map;  /* id -> position in bad + 1 */
+    IdMap visited;  /* trees walked in the structural pass */
+    IdMap seen;     /* data blobs already looked up */
+    IdMap clean;    /* trees known to hold no bad blob (affected-path pass) */
+    size_t path_lines, path_lines_dropped;
+    double last_progress;
+} Check;
+
+static void report(Check *c, bool error, const char *fmt, ...) _printf_(3, 4);
+static void report(Check *c, bool error, const char *fmt, ...) {
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (c->opts->report) c->opts->report(error, line, c->opts->userdata);
+    else pr_log(error ? PR_LOG_ERR : PR_LOG_WARN, "%s", line);
+}
+
+static void progress(Check *c, const char *phase, uint64_t done, uint64_t total, bool force) {
+    if (!c->opts->progress) return;
+    double now = pr_now();
+    if (!force && now - c->last_progress < 0.25) return;
+    c->last_progress = now;
+    PrCheckProgress p = {phase, done, total, c->st.bytes_read};
+    c->opts->progress(&p, c->opts->userdata);
+}
+
+/* Records a bad blob (the first reason wins). */
+static int add_bad(Check *c, const PrId *id, const char *fmt, ...) _printf_(3, 4);
+static int add_bad(Check *c, const PrId *id, const char *fmt, ...) {
+    if (idmap_get(&c->bad_map, id)) return 0;
+    if (c->nbad == c->badcap) {
+        size_t cap = c->badcap ? c->badcap * 2 : 64;
+        Bad *v = realloc(c->bad, sizeof *v * cap);
+        if (!v) return -ENOMEM;
+        c->bad = v;
+        c->badcap = cap;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    char *reason = NULL;
+    int k = vasprintf(&reason, fmt, ap);
+    va_end(ap);
+    if (k < 0) return -ENOMEM;
+    c->bad[c->nbad] = (Bad){*id, reason};
+    c->nbad++;
+    return idmap_put(&c->bad_map, id, (uint32_t)c->nbad);
+}
+
+static const char *bad_reason(const Check *c, const PrId *id) {
+    uint32_t v = idmap_get(&c->bad_map, id);
+    return v ? c->bad[v - 1].reason : NULL;
+}
+
+typedef struct Keys {
+    char **v;
+    uint64_t *sizes;
+    size_t n;
+} Keys;
+
+static int collect(const char *key, uint64_t size, void *ud) {
+    Keys *k = ud;
+    char **v = realloc(k->v, sizeof *v * (k->n + 1));
+    if (!v) return -ENOMEM;
+    k->v = v;
+    uint64_t *s = realloc(k->sizes, sizeof *s * (k->n + 1));
+    if (!s) return -ENOMEM;
+    k->sizes = s;
+    if (!(k->v[k->n] = strdup(key))) return -ENOMEM;
+    k->sizes[k->n++] = size;
+    return 0;
+}
+
+static void keys_clear(Keys *k) {
+    for (size_t i = 0; i < k->n; i++) free(k->v[i]);
+    free(k->v);
+    free(k->sizes);
+}
+
+/* ---- snapshots ---- */
+
+static int cmp_snapshot(const void *a, const void *b) {
+    const PrSnapshot *x = *(PrSnapshot *const *)a, *y = *(PrSnapshot *const *)b;
+    if (x->time_sec != y->time_sec) return x->time_sec < y->time_sec ? -1 : 1;
+    if (x->time_nsec != y->time_nsec) return x->time_nsec < y->time_nsec ? -1 : 1;
+    return memcmp(x->id.b, y->id.b, PR_ID_LEN);
+}
+
+static int load_snapshots(Check *c) {
+    _cleanup_(keys_clear) Keys kl = {0};
+    int k = pr_store_list(c->store, "snapshots/", collect, &kl);
+    if (k < 0) return pr_log_errno(k, "cannot list the snapshots of %s", c->store->location);
+    c->snaps = calloc(kl.n ? kl.n : 1, sizeof *c->snaps);
+    if (!c->snaps) return -ENOMEM;
+    for (size_t i = 0; i < kl.n; i++) {
+        progress(c, "snapshots", i, kl.n, false);
+        _cleanup_free_ void *data = NULL;
+        size_t len;
+        k = pr_store_get(c->store, kl.v[i], 0, META_MAX, &data, &len);
+        if (k == -ENOENT) continue; /* forgotten meanwhile */
+        if (k < 0) return pr_log_errno(k, "cannot read %s", kl.v[i]);
+        PrSnapshot *s = NULL;
+        k = pr_snapshot_decode(pr_repo_keys(c->repo), data, len, &s);
+        if (k < 0) {
+            report(c, true, "%s: snapshot manifest does not decode (damaged): %s", kl.v[i], strerror(-k));
+            c->st.errors++;
+            c->st.damaged_snapshots++;
+            continue;
+        }
+        char hex[65];
+        pr_hex(s->id.b, PR_ID_LEN, hex);
+        if (strcmp(kl.v[i] + strlen("snapshots/"), hex) != 0) {
+            report(c, true, "%s: snapshot manifest does not match its name (its SHA-256 is %s)", kl.v[i], hex);
+            c->st.errors++;
+            c->st.damaged_snapshots++;
+            pr_snapshot_free(s);
+            continue;
+        }
+        c->snaps[c->nsnaps++] = s;
+    }
+    qsort(c->snaps, c->nsnaps, sizeof *c->snaps, cmp_snapshot);
+    for (size_t i = 0; i < c->nsnaps; i++) { /* labels as pr_repo_list_snapshots gives them */
+        char base[32];
+        pr_format_time(c->snaps[i]->time_sec, base, sizeof base);
+        unsigned dup = 0;
+        for (size_t j = i; j > 0 && c->snaps[j - 1]->time_sec == c->snaps[i]->time_sec; j--) dup++;
+        if (dup) snprintf(c->snaps[i]->label, sizeof c->snaps[i]->label, "%.24s-%u", base, dup);
+        else snprintf(c->snaps[i]->label, sizeof c->snaps[i]->label, "%s", base);
+    }
+    c->st.snapshots = c->nsnaps;
+    return 0;
+}
+
+/* ---- index ---- */
+
+static int add_pack(const PrIndexPack *ip, void *ud) {
+    Check *c = ud;
+    if (c->npacks == c->pcap) {
+        size_t cap = c->pcap ? c->pcap * 2 : 256;
+        Pack *v = realloc(c->packs, sizeof *v * cap);
+        if (!v) return -ENOMEM;
+        c->packs = v;
+        c->pcap = cap;
+    }
+    Pack *p = &c->packs[c->npacks];
+    *p = (Pack){.id = ip->pack, .n = ip->n, .index_file = c->cur_index};
+    p->blobs = malloc(sizeof *p->blobs * (ip->n ? ip->n : 1));
+    if (!p->blobs) return -ENOMEM;
+    memcpy(p->blobs, ip->blobs, sizeof *p->blobs * ip->n);
+    c->npacks++;
+    return 0;
+}
+
+static int cmp_pack(const void *a, const void *b) {
+    const Pack *x = a, *y = b;
+    int r = memcmp(x->id.b, y->id.b, PR_ID_LEN);
+    if (r) return r;
+    return x->index_file < y->index_file ? -1 : x->index_file > y->index_file;
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    return memcmp(((const Entry *)a)->id.b, ((const Entry *)b)->id.b, PR_ID_LEN);
+}
+
+static ssize_t find_pack(const Check *c, const PrId *id) {
+    size_t lo = 0, hi = c->npacks;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = memcmp(c->packs[mid].id.b, id->b, PR_ID_LEN);
+        if (r == 0) return (ssize_t)mid;
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
+static const Entry *find_entry(const Check *c, const PrId *id) {
+    size_t lo = 0, hi = c->nentries;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (memcmp(c->entries[mid].id.b, id->b, PR_ID_LEN) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < c->nentries && memcmp(c->entries[lo].id.b, id->b, PR_ID_LEN) == 0 ? &c->entries[lo] : NULL;
+}
+
+static int load_index(Check *c) {
+    Keys kl = {0};
+    int k = pr_store_list(c->store, "index/", collect, &kl);
+    if (k < 0) {
+        keys_clear(&kl);
+        return pr_log_errno(k, "cannot list the index of %s", c->store->location);
+    }
+    c->index_keys = kl.v;
+    c->nindex = kl.n;
+    free(kl.sizes);
+    c->st.index_files = kl.n;
+    for (size_t i = 0; i < c->nindex; i++) {
+        progress(c, "index", i, c->nindex, false);
+        _cleanup_free_ void *data = NULL;
+        size_t len;
+        const char *key = c->index_keys[i];
+        k = pr_store_get(c->store, key, 0, META_MAX, &data, &len);
+        if (k == -ENOENT) continue; /* replaced by a prune meanwhile */
+        if (k < 0) return pr_log_errno(k, "cannot read %s", key);
+        size_t before = c->npacks;
+        c->cur_index = (uint32_t)i;
+        k = pr_index_file_decode(pr_repo_keys(c->repo), data, len, add_pack, c);
+        if (k == -ENOMEM) return k;
+        if (k < 0) {
+            for (size_t j = before; j < c->npacks; j++) free(c->packs[j].blobs);
+            c->npacks = before;
+            report(c, true, "%s: index file does not decode (damaged): %s", key, strerror(-k));
+            c->st.errors++;
+        }
+    }
+    if (c->npacks) qsort(c->packs, c->npacks, sizeof *c->packs, cmp_pack);
+    size_t w = 0;
+    for (size_t i = 0; i < c->npacks; i++) {
+        if (w && memcmp(c->packs[w - 1].id.b, c->packs[i].id.b, PR_ID_LEN) == 0) {
+            free(c->packs[i].blobs);
+            continue;
+        }
+        c->packs[w++] = c->packs[i];
+    }
+    c->npacks = w;
+    c->st.packs = w;
+    size_t n = 0;
+    for (size_t i = 0; i < c->npacks; i++) n += c->packs[i].n;
+    c->entries = calloc(n ? n : 1, sizeof *c->entries);
+    if (!c->entries) return -ENOMEM;
+    for (size_t i = 0; i < c->npacks; i++) {
+        Pack *p = &c->packs[i];
+        char key[PR_PACK_KEY_MAX];
+        pr_pack_key(&p->id, key);
+        for (uint32_t j = 0; j < p->n; j++) {
+            const PrBlobRef *b = &p->blobs[j];
+            if (b->type > PR_BLOB_TREE || b->length < PR_SEAL_OVERHEAD + 1 || b->raw_length > PR_MAX_BLOB) {
+                char hex[65];
+                pr_hex(b->id.b, PR_ID_LEN, hex);
+                report(c, true, "%s: names blob %s in %s with impossible values (type %u, length %u, raw length %u)",
+                       c->index_keys[p->index_file], hex, key, b->type, b->length, b->raw_length);
+                c->st.errors++;
+            }
+            p->need = MAX(p->need, (uint64_t)b->offset + b->length + 4 + PR_SEAL_OVERHEAD + 4);
+            c->entries[c->nentries++] = (Entry){b->id, (uint32_t)i, j};
+        }
+    }
+    if (c->nentries) qsort(c->entries, c->nentries, sizeof *c->entries, cmp_entry);
+    return 0;
+}
+
+/* ---- packs present ---- */
+
+static int parse_pack_key(const char *key, PrId *ret) {
+    if (strncmp(key, "data/", 5) != 0 || strlen(key) != 5 + 3 + 64 || key[7] != '/') return -EINVAL;
+    if (strncmp(key + 5, key + 8, 2) != 0) return -EINVAL;
+    return pr_unhex(key + 8, ret->b, PR_ID_LEN);
+}
+
+static int list_data(const char *key, uint64_t size, void *ud) {
+    Check *c = ud;
+    PrId id;
+    if (parse_pack_key(key, &id) < 0) {
+        report(c, false, "%s: not a pack name", key);
+        c->st.warnings++;
+        return 0;
+    }
+    ssize_t i = find_pack(c, &id);
+    if (i < 0) {
+        c->st.packs_unreferenced++;
+        pr_debug("%s is in no index", key);
+        return 0;
+    }
+    c->packs[i].present = true;
+    c->packs[i].size = size;
+    return 0;
+}
+
+static int check_packs(Check *c) {
+    int k = pr_store_list(c->store, "data/", list_data, c);
+    if (k < 0) return pr_log_errno(k, "cannot list the packs of %s", c->store->location);
+    for (size_t i = 0; i < c->npacks; i++) {
+        Pack *p = &c->packs[i];
+        char key[PR_PACK_KEY_MAX];
+        pr_pack_key(&p->id, key);
+        if (!p->present) {
+            report(c, true, "%s: pack is missing (named by %s, %u blobs)", key, c->index_keys[p->index_file], p->n);
+            c->st.errors++;
+            p->bad = true;
+        } else if (p->size < p->need) {
+            report(c, true, "%s: pack is %llu bytes, but %s places blobs in it up to byte %llu (truncated)", key,
+                   (unsigned long long)p->size, c->index_keys[p->index_file],
+                   (unsigned long long)(p->need - 4 - PR_SEAL_OVERHEAD - 4));
+            c->st.errors++;
+            p->bad = true;
+        }
+    }
+    if (c->st.packs_unreferenced) {
+        report(c, false, "%zu pack%s in data/ %s in no index (left by interrupted writers or prunes; prune removes them)",
+               c->st.packs_unreferenced, c->st.packs_unreferenced == 1 ? "" : "s",
+               c->st.packs_unreferenced == 1 ? "is" : "are");
+        c->st.warnings++;
+    }
+    return 0;
+}
+
+/* ---- trees ---- */
+
+/* Reads a tree through this check's own view of the index. On failure *ret_why says why. */
+static int read_tree(Check *c, const PrId *id, PrTree **ret, char *why, size_t whysize) {
+    const Entry *e = find_entry(c, id);
+    if (!e) {
+        snprintf(why, whysize, "tree is not in the index");
+        return -ENOENT;
+    }
+    const Pack *p = &c->packs[e->pack];
+    const PrBlobRef *b = &p->blobs[e->blob];
+    char key[PR_PACK_KEY_MAX];
+    pr_pack_key(&p->id, key);
+    if (p->bad) {
+        snprintf(why, whysize, "tree is in %s, which is %s", key, p->present ? "truncated" : "missing");
+        return -ENOENT;
+    }
+    _cleanup_free_ void *stored = NULL, *plain = NULL;
+    size_t len;
+    int k = pr_store_get(c->store, key, b->offset, b->length, &stored, &len);
+    if (k == -ENOENT) {
+        snprintf(why, whysize, "tree is in %s, which is missing", key);
+        return k;
+    }
+    if (k < 0) return pr_log_errno(k, "cannot read %s", key);
+    if (len != b->length) {
+        snprintf(why, whysize, "tree at offset %u of %s is cut short", b->offset, key);
+        return -EBADMSG;
+    }
+    k = pr_blob_decode(pr_repo_keys(c->repo), id, stored, len, b->raw_length, &plain);
+    if (k == -ENOMEM) return k;
+    if (k < 0) {
+        snprintf(why, whysize, "tree at offset %u of %s is damaged (does not authenticate)", b->offset, key);
+        return k;
+    }
+    k = pr_tree_decode(plain, b->raw_length, ret);
+    if (k == -ENOMEM) return k;
+    if (k < 0) {
+        snprintf(why, whysize, "tree at offset %u of %s is malformed", b->offset, key);
+        return k;
+    }
+    return 0;
+}
+
+/* Is the blob indexed in a pack that is there? Records it as bad if not. */
+static int check_ref(Check *c, const PrId *id, bool tree_blob) {
+    const Entry *e = find_entry(c, id);
+    char hex[65];
+    if (!e) {
+        pr_hex(id->b, PR_ID_LEN, hex);
+        report(c, true, "blob %s: %s is not in the index", hex, tree_blob ? "tree" : "data");
+        c->st.errors++;
+        return add_bad(c, id, "%s blob %.16s is not in the index", tree_blob ? "tree" : "data", hex);
+    }
+    const Pack *p = &c->packs[e->pack];
+    if (p->bad) {
+        char key[PR_PACK_KEY_MAX];
+        pr_pack_key(&p->id, key);
+        return add_bad(c, id, "%s is in %s, which is %s", tree_blob ? "its tree" : "its data", key,
+                       p->present ? "truncated" : "missing");
+    }
+    return 0;
+}
+
+static int walk_structure(Check *c) {
+    PrId *stack = NULL;
+    size_t n = 0, cap = 0;
+    int k = 0;
+    for (size_t s = 0; s < c->nsnaps && k >= 0; s++) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            PrId *v = realloc(stack, sizeof *v * cap);
+            if (!v) {
+                k = -ENOMEM;
+                break;
+            }
+            stack = v;
+        }
+        stack[n++] = c->snaps[s]->root;
+        while (n && k >= 0) {
+            PrId id = stack[--n];
+            if (idmap_get(&c->visited, &id)) continue;
+            if ((k = idmap_put(&c->visited, &id, 1)) < 0) break;
+            if ((k = check_ref(c, &id, true)) < 0) break;
+            if (bad_reason(c, &id)) continue;
+            _cleanup_(pr_tree_freep) PrTree *t = NULL;
+            char why[512];
+            k = read_tree(c, &id, &t, why, sizeof why);
+            if (k == -ENOMEM) break;
+            if (k < 0) {
+                char hex[65];
+                pr_hex(id.b, PR_ID_LEN, hex);
+                report(c, true, "tree %s: %s", hex, why);
+                c->st.errors++;
+                k = add_bad(c, &id, "%s", why);
+                continue;
+            }
+            c->st.trees++;
+            progress(c, "trees", c->st.trees, 0, false);
+            for (uint32_t i = 0; i < t->n && k >= 0; i++) {
+                const PrNode *node = &t->nodes[i];
+                if (node->type == PR_NODE_DIR) {
+                    if (n == cap) {
+                        cap *= 2;
+                        PrId *v = realloc(stack, sizeof *v * cap);
+                        if (!v) {
+                            k = -ENOMEM;
+                            break;
+                        }
+                        stack = v;
+                    }
+                    stack[n++] = node->subtree;
+                }
+                if (node->type != PR_NODE_FILE) continue;
+                for (uint32_t j = 0; j < node->nchunks && k >= 0; j++) {
+                    const PrId *cid = &node->chunks[j].id;
+                    if (pr_id_is_zero(cid) || idmap_get(&c->seen, cid)) continue;
+                    if ((k = idmap_put(&c->seen, cid, 1)) < 0) break;
+                    c->st.blobs_referenced++;
+                    k = check_ref(c, cid, false);
+                }
+            }
+        }
+    }
+    progress(c, "trees", c->st.trees, c->st.trees, true);
+    free(stack);
+    return k;
+}
+
+/* ---- reading every byte ---- */
+
+static int cmp_ref_offset(const void *a, const void *b) {
+    const PrBlobRef *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static int read_pack(Check *c, Pack *p) {
+    char key[PR_PACK_KEY_MAX], hex[65];
+    pr_pack_key(&p->id, key);
+    _cleanup_free_ uint8_t *data = NULL;
+    size_t len;
+    int k = pr_store_get(c->store, key, 0, 0, (void **)&data, &len);
+    if (k == -ENOENT) {
+        report(c, true, "%s: pack is missing (named by %s)", key, c->index_keys[p->index_file]);
+        c->st.errors++;
+        p->bad = true;
+        for (uint32_t j = 0; j < p->n; j++)
+            if ((k = add_bad(c, &p->blobs[j].id, "its data is in %s, which is missing", key)) < 0) return k;
+        return 0;
+    }
+    if (k < 0) return pr_log_errno(k, "cannot read %s", key);
+    c->st.bytes_read += len;
+    c->st.packs_read++;
+    uint8_t h[32];
+    pr_sha256(data, len, h);
+    if (memcmp(h, p->id.b, PR_ID_LEN) != 0) {
+        report(c, true, "%s: pack content does not match its name (damaged)", key);
+        c->st.errors++;
+    }
+    /* the trailer must agree with the index */
+    _cleanup_free_ PrBlobRef *trailer = NULL;
+    uint32_t tn = 0;
+    k = pr_pack_trailer_decode(pr_repo_keys(c->repo), data, len, len, &trailer, &tn, NULL);
+    if (k == -ENOMEM) return k;
+    if (k < 0) {
+        report(c, true, "%s: pack trailer does not decode (damaged)", key);
+        c->st.errors++;
+    } else {
+        _cleanup_free_ PrBlobRef *idx = malloc(sizeof *idx * (p->n ? p->n : 1));
+        if (!idx) return -ENOMEM;
+        memcpy(idx, p->blobs, sizeof *idx * p->n);
+        qsort(idx, p->n, sizeof *idx, cmp_ref_offset);
+        qsort(trailer, tn, sizeof *trailer, cmp_ref_offset);
+        bool same = tn == p->n;
+        for (uint32_t j = 0; same && j < tn; j++)
+            same = memcmp(idx[j].id.b, trailer[j].id.b, PR_ID_LEN) == 0 && idx[j].type == trailer[j].type &&
+                   idx[j].offset == trailer[j].offset && idx[j].length == trailer[j].length &&
+                   idx[j].raw_length == trailer[j].raw_length;
+        if (!same) {
+            report(c, true, "%s: pack trailer (%u blobs) and %s (%u blobs) disagree", key, tn,
+                   c->index_keys[p->index_file], p->n);
+            c->st.errors++;
+        }
+    }
+    /* every blob, as the index places it */
+    for (uint32_t j = 0; j < p->n; j++) {
+        const PrBlobRef *b = &p->blobs[j];
+        pr_hex(b->id.b, PR_ID_LEN, hex);
+        const char *what = b->type == PR_BLOB_TREE ? "tree" : "data";
+        if ((uint64_t)b->offset + b->length > len) {
+            report(c, true, "%s: %s blob %s at offset %u (%u bytes) lies past the end of the pack", key, what, hex,
+                   b->offset, b->length);
+            c->st.errors++;
+            if ((k = add_bad(c, &b->id, "%s blob %.16s at offset %u of %s is cut short", what, hex, b->offset, key)) < 0)
+                return k;
+            continue;
+        }
+        _cleanup_free_ void *plain = NULL;
+        k = pr_blob_decode(pr_repo_keys(c->repo), &b->id, data + b->offset, b->length, b->raw_length, &plain);
+        if (k == -ENOMEM) return k;
+        bool ok = k == 0;
+        if (ok) {
+            PrId id;
+            pr_blob_id(pr_repo_keys(c->repo), plain, b->raw_length, &id);
+            ok = memcmp(id.b, b->id.b, PR_ID_LEN) == 0;
+        }
+        if (!ok) {
+            report(c, true, "%s: %s blob %s at offset %u (%u bytes) is damaged: it does not %s", key, what, hex,
+                   b->offset, b->length, k == 0 ? "hash to its id" : "authenticate or decompress");
+            c->st.errors++;
+            if ((k = add_bad(c, &b->id, "%s blob %.16s at offset %u of %s is damaged", what, hex, b->offset, key)) < 0)
+                return k;
+        }
+    }
+    return 0;
+}
+
+static int read_data(Check *c) {
+    size_t n = 0;
+    _cleanup_free_ size_t *order = malloc(sizeof *order * (c->npacks ? c->npacks : 1));
+    if (!order) return -ENOMEM;
+    for (size_t i = 0; i < c->npacks; i++)
+        if (c->packs[i].present) order[n++] = i;
+    size_t want = n;
+    double pct = c->opts->subset_percent;
+    if (pct > 0 && pct < 100) {
+        want = (size_t)((double)n * pct / 100.0 + 0.999999);
+        if (want < 1 && n) want = 1;
+        if (want > n) want = n;
+        /* a random choice: Fisher-Yates on the first `want` places */
+        for (size_t i = 0; i < want; i++) {
+            uint64_t rnd;
+            int k = pr_random(&rnd, sizeof rnd);
+            if (k < 0) return k;
+            size_t j = i + (size_t)(rnd % (n - i));
+            size_t t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+    }
+    for (size_t i = 0; i < want; i++) {
+        progress(c, "read", i, want, false);
+        int k = read_pack(c, &c->packs[order[i]]);
+        if (k < 0) return k;
+    }
+    progress(c, "read", want, want, true);
+    return 0;
+}
+
+/* ---- who is affected ---- */
+
+static void path_line(Check *c, const PrSnapshot *s, const char *path, const char *reason) {
+    if (c->path_lines >= MAX_PATH_LINES) {
+        c->path_lines_dropped++;
+        return;
+    }
+    c->path_lines++;
+    char hex[65];
+    pr_hex(s->id.b, PR_ID_LEN, hex);
+    report(c, true, "snapshot %s (%.8s): %s: %s", s->label, hex, *path ? path : "/", reason);
+}
+
+/* Reports every path under tree `id` that a bad blob affects; returns 1 if there is one. */
+static int affected(Check *c, const PrSnapshot *s, const PrId *id, const char *path, unsigned depth) {
+    if (idmap_get(&c->clean, id)) return 0;
+    const char *why = bad_reason(c, id);
+    if (why) {
+        path_line(c, s, path, why);
+        return 1;
+    }
+    if (depth > MAX_DEPTH) return 0;
+    _cleanup_(pr_tree_freep) PrTree *t = NULL;
+    char buf[512];
+    int k = read_tree(c, id, &t, buf, sizeof buf);
+    if (k == -ENOMEM) return k;
+    if (k < 0) {
+        path_line(c, s, path, buf);
+        return 1;
+    }
+    int tainted = 0;
+    for (uint32_t i = 0; i < t->n; i++) {
+        const PrNode *node = &t->nodes[i];
+        _cleanup_free_ char *child = NULL;
+        if (asprintf(&child, "%s%s%s", path, *path ? "/" : "", node->name) < 0) return -ENOMEM;
+        if (node->type == PR_NODE_DIR) {
+            k = affected(c, s, &node->subtree, child, depth + 1);
+            if (k < 0) return k;
+            tainted |= k;
+        } else if (node->type == PR_NODE_FILE) {
+            for (uint32_t j = 0; j < node->nchunks; j++) {
+                const char *r = pr_id_is_zero(&node->chunks[j].id) ? NULL : bad_reason(c, &node->chunks[j].id);
+                if (r) {
+                    path_line(c, s, child, r);
+                    tainted = 1;
+                    break;
+                }
+            }
+        }
+    }
+    if (!tainted && (k = idmap_put(&c->clean, id, 1)) < 0) return k;
+    return tainted;
+}
+
+static int report_affected(Check *c) {
+    if (!c->nbad) return 0;
+    for (size_t s = 0; s < c->nsnaps; s++) {
+        int k = affected(c, c->snaps[s], &c->snaps[s]->root, "", 0);
+        if (k < 0) return k;
+        if (k) c->st.damaged_snapshots++;
+    }
+    if (c->path_lines_dropped)
+        report(c, true, "... and %zu more affected paths", c->path_lines_dropped);
+    return 0;
+}
+
+int pr_check(PrRepo *r, const PrCheckOptions *opts, PrCheckStats *ret_stats) {
+    Check c = {.repo = r, .store = pr_repo_store(r), .opts = opts};
+    /* snapshots, then the index, then the packs: what a writer publishes (packs, index, manifest)
+     * is always seen complete */
+    int k = load_snapshots(&c);
+    if (k >= 0) k = load_index(&c);
+    if (k >= 0) k = check_packs(&c);
+    if (k >= 0) k = walk_structure(&c);
+    if (k >= 0 && opts->read_data) k = read_data(&c);
+    if (k >= 0) k = report_affected(&c);
+
+    if (ret_stats) *ret_stats = c.st;
+    pr_snapshot_list_free(c.snaps, c.nsnaps);
+    for (size_t i = 0; i < c.nindex; i++) free(c.index_keys[i]);
+    free(c.index_keys);
+    for (size_t i = 0; i < c.npacks; i++) free(c.packs[i].blobs);
+    free(c.packs);
+    free(c.entries);
+    for (size_t i = 0; i < c.nbad; i++) free(c.bad[i].reason);
+    free(c.bad);
+    free(c.bad_map.slots);
+    free(c.visited.slots);
+    free(c.seen.slots);
+    free(c.clean.slots);
+    if (k < 0) return k;
+    return c.st.errors ? -EBADMSG : 0;
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared by the files of fs/: the mount's state and the FUSE operations table. */
+#pragma once
+
+#define FUSE_USE_VERSION 35
+#include <fuse_lowlevel.h>
+#include <sys/types.h>
+
+#include "cache/diskcache.h"
+#include "cache/memcache.h"
+#include "fs/fetch.h"
+#include "fs/fs.h"
+#include "fs/inode.h"
+#include "fs/top.h"
+
+#define PR_FS_MAX_READ (1u << 20)      /* max_read, max_readahead, the bdi's read_ahead_kb */
+#define PR_FS_TTL_LONG 86400.0         /* snapshot contents never change */
+#define PR_FS_TTL_SHORT 1.0            /* the virtual top follows the snapshot list */
+#define PR_FS_READAHEAD_CHUNKS 4       /* chunks fetched ahead of a sequential reader */
+#define PR_FS_BLKSIZE (128u << 10)     /* st_blksize: what cp and stdio use as buffer size */
+
+typedef struct PrFs {
+    PrRepo *repo;
+    PrFsOptions o;
+    PrMemCache *mc;
+    PrDiskCache *dc;
+    PrFetcher *fetcher;
+    PrInodeTable *itable;
+    PrNumbering *num;
+    PrTop *top;
+    struct fuse_session *se;
+    struct timespec started; /* wall clock at mount: times of the virtual directories with no snapshot */
+    uid_t uid;               /* owner of the virtual entries: whoever mounted */
+    gid_t gid;
+    const uint8_t *zeros;    /* PR_FS_MAX_READ bytes of zeros (holes), read-only mapping */
+} PrFs;
+
+extern const struct fuse_lowlevel_ops pr_fs_ops;
