@@ -12,7 +12,8 @@ real_port=${real_port%%/*}
 
 proxy_pid=""
 start_proxy() {
-    python3 "$PRAFS_SRC/tests/tcpproxy.py" "$proxy_port" "$real_port" >"$TMP/proxy.out" 2>&1 &
+    # (exec ...) &: with an EXIT trap set, a plain `cmd &` leaves $! naming a subshell, not cmd
+    (exec python3 "$PRAFS_SRC/tests/tcpproxy.py" "$proxy_port" "$real_port" >"$TMP/proxy.out" 2>&1) &
     proxy_pid=$!
     for _ in $(seq 50); do grep -q ready "$TMP/proxy.out" 2>/dev/null && return 0; sleep 0.1; done
     fail "the TCP proxy did not start"
@@ -22,6 +23,7 @@ stop_proxy() {
     kill "$proxy_pid" 2>/dev/null || true
     wait "$proxy_pid" 2>/dev/null || true
     proxy_pid=""
+    rm -f "$TMP/proxy.out"
 }
 trap stop_proxy EXIT
 proxy_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -41,7 +43,7 @@ log "server goes away during a snapshot"
 mkdir -p "$TMP/big"
 for i in 1 2 3; do write_random "$TMP/big/f$i" $((96 << 20)) "outage$i"; done
 start=$(date +%s)
-"$PRAFS" snapshot "$repo" vol="$TMP/big" >"$TMP/snap.out" 2>"$TMP/snap.err" &
+(exec "$PRAFS" snapshot "$repo" vol="$TMP/big" >"$TMP/snap.out" 2>"$TMP/snap.err") &
 snap_pid=$!
 # wait until it has uploaded something, then cut the server off
 for _ in $(seq 100); do
