@@ -184,13 +184,6 @@ static void keys_clear(Keys *k) {
 
 /* ---- snapshots ---- */
 
-static int cmp_snapshot(const void *a, const void *b) {
-    const PrSnapshot *x = *(PrSnapshot *const *)a, *y = *(PrSnapshot *const *)b;
-    if (x->time_sec != y->time_sec) return x->time_sec < y->time_sec ? -1 : 1;
-    if (x->time_nsec != y->time_nsec) return x->time_nsec < y->time_nsec ? -1 : 1;
-    return memcmp(x->id.b, y->id.b, PR_ID_LEN);
-}
-
 static int load_snapshots(Check *c) {
     _cleanup_(keys_clear) Keys kl = {0};
     int k = pr_store_list(c->store, "snapshots/", collect, &kl);
@@ -223,15 +216,7 @@ static int load_snapshots(Check *c) {
         }
         c->snaps[c->nsnaps++] = s;
     }
-    qsort(c->snaps, c->nsnaps, sizeof *c->snaps, cmp_snapshot);
-    for (size_t i = 0; i < c->nsnaps; i++) { /* labels as pr_repo_list_snapshots gives them */
-        char base[32];
-        pr_format_time(c->snaps[i]->time_sec, base, sizeof base);
-        unsigned dup = 0;
-        for (size_t j = i; j > 0 && c->snaps[j - 1]->time_sec == c->snaps[i]->time_sec; j--) dup++;
-        if (dup) snprintf(c->snaps[i]->label, sizeof c->snaps[i]->label, "%.24s-%u", base, dup);
-        else snprintf(c->snaps[i]->label, sizeof c->snaps[i]->label, "%s", base);
-    }
+    pr_snapshot_list_sort(c->snaps, c->nsnaps);
     c->st.snapshots = c->nsnaps;
     return 0;
 }

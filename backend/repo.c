@@ -601,6 +601,18 @@ static int cmp_snapshot(const void *a, const void *b) {
     return memcmp(x->id.b, y->id.b, PR_ID_LEN);
 }
 
+void pr_snapshot_list_sort(PrSnapshot **list, size_t n) {
+    qsort(list, n, sizeof *list, cmp_snapshot);
+    for (size_t i = 0; i < n; i++) {
+        char base[32];
+        pr_format_time(list[i]->time_sec, base, sizeof base);
+        unsigned dup = 0;
+        for (size_t j = i; j > 0 && list[j - 1]->time_sec == list[i]->time_sec; j--) dup++;
+        if (dup) snprintf(list[i]->label, sizeof list[i]->label, "%.24s-%u", base, dup);
+        else snprintf(list[i]->label, sizeof list[i]->label, "%s", base);
+    }
+}
+
 int pr_repo_list_snapshots(PrRepo *r, PrSnapshot ***ret, size_t *ret_n) {
     _cleanup_(keylist_clear) KeyList kl = {0};
     int k = pr_store_list(r->store, "snapshots/", collect_key, &kl);
@@ -631,15 +643,7 @@ int pr_repo_list_snapshots(PrRepo *r, PrSnapshot ***ret, size_t *ret_n) {
         }
         n++;
     }
-    qsort(list, n, sizeof *list, cmp_snapshot);
-    for (size_t i = 0; i < n; i++) {
-        char base[32];
-        pr_format_time(list[i]->time_sec, base, sizeof base);
-        unsigned dup = 0;
-        for (size_t j = i; j > 0 && list[j - 1]->time_sec == list[i]->time_sec; j--) dup++;
-        if (dup) snprintf(list[i]->label, sizeof list[i]->label, "%.24s-%u", base, dup);
-        else snprintf(list[i]->label, sizeof list[i]->label, "%s", base);
-    }
+    pr_snapshot_list_sort(list, n);
     *ret = list;
     *ret_n = n;
     return 0;

@@ -68,6 +68,8 @@ int pr_repo_read_tree(PrRepo *r, const PrId *id, PrTree **ret);
  * free with pr_snapshot_list_free. */
 int pr_repo_list_snapshots(PrRepo *r, PrSnapshot ***ret, size_t *ret_n);
 void pr_snapshot_list_free(PrSnapshot **list, size_t n);
+/* Sorts by time (then id) and fills in the labels: the one place labels are made. */
+void pr_snapshot_list_sort(PrSnapshot **list, size_t n);
 /* Resolves "latest", a label as listed, or a unique id prefix. -ENOENT if none matches, -EEXIST if
  * an id prefix is ambiguous (both logged). */
 int pr_repo_find_snapshot(PrRepo *r, const char *spec, PrSnapshot **ret);
