@@ -132,13 +132,12 @@ int pr_seal(const PrKeys *keys, const void *aad, size_t aad_len, const void *pla
     return 0;
 }
 
-int pr_unseal(const PrKeys *keys, const void *aad, size_t aad_len, const void *sealed, size_t len, uint8_t *out,
-              size_t *ret_len) {
-    *ret_len = 0;
-    if (len < PR_SEAL_OVERHEAD) return -EBADMSG;
+int pr_unseal_split(const PrKeys *keys, const void *aad, size_t aad_len, const void *sealed, size_t len, uint8_t *head,
+                    size_t head_len, PrUnsealPick pick, void *userdata) {
+    if (len < PR_SEAL_OVERHEAD || len - PR_SEAL_OVERHEAD < head_len) return -EBADMSG;
 
     const uint8_t *in = sealed;
-    size_t plain_len = len - PR_SEAL_OVERHEAD;
+    size_t plain_len = len - PR_SEAL_OVERHEAD, rest_len = plain_len - head_len;
     const uint8_t *nonce = in, *ct = in + PR_NONCE_LEN, *tag = in + PR_NONCE_LEN + plain_len;
     uint8_t tag_copy[PR_TAG_LEN];
     memcpy(tag_copy, tag, sizeof tag_copy); /* SET_TAG takes a non-const pointer */
@@ -147,22 +146,49 @@ int pr_unseal(const PrKeys *keys, const void *aad, size_t aad_len, const void *s
     if (!cipher) return -EIO;
 
     int r = -EBADMSG;
+    uint8_t *rest = NULL;
     _cleanup_cipher_ctx_ EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     if (!ctx) return -ENOMEM;
     if (EVP_DecryptInit_ex2(ctx, cipher, keys->enc, nonce, NULL) != 1) goto fail;
     if (aad_len > 0 && cipher_update(ctx, false, NULL, aad, aad_len) < 0) goto fail;
-    if (plain_len > 0 && cipher_update(ctx, false, out, ct, plain_len) < 0) goto fail;
+    if (head_len > 0 && cipher_update(ctx, false, head, ct, head_len) < 0) goto fail;
+    if (pick) {
+        r = pick(head, rest_len, &rest, userdata);
+        if (r < 0) goto fail;
+        r = -EBADMSG;
+    }
+    if (rest_len > 0 && (!rest || cipher_update(ctx, false, rest, ct + head_len, rest_len) < 0)) goto fail;
     if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, PR_TAG_LEN, tag_copy) != 1) goto fail;
     int outl = 0;
-    if (EVP_DecryptFinal_ex(ctx, out + plain_len, &outl) != 1 || outl != 0) goto fail;
-
-    *ret_len = plain_len;
+    uint8_t dummy[16];
+    if (EVP_DecryptFinal_ex(ctx, dummy, &outl) != 1 || outl != 0) goto fail;
     return 0;
 
 fail:
     /* Whatever was decrypted is unauthenticated: never let the caller see it. */
-    if (plain_len > 0) OPENSSL_cleanse(out, plain_len);
+    if (head_len > 0) OPENSSL_cleanse(head, head_len);
+    if (rest && rest_len > 0) OPENSSL_cleanse(rest, rest_len);
     return r;
+}
+
+static int pick_same(const uint8_t *head, size_t rest_len, uint8_t **ret_out, void *userdata) {
+    (void)rest_len;
+    *ret_out = (uint8_t *)head + 1;
+    (void)userdata;
+    return 0;
+}
+
+int pr_unseal(const PrKeys *keys, const void *aad, size_t aad_len, const void *sealed, size_t len, uint8_t *out,
+              size_t *ret_len) {
+    *ret_len = 0;
+    if (len < PR_SEAL_OVERHEAD) return -EBADMSG;
+    size_t plain_len = len - PR_SEAL_OVERHEAD;
+    /* one byte of head, the rest right behind it: the whole plaintext in out */
+    int r = pr_unseal_split(keys, aad, aad_len, sealed, len, out, plain_len > 0 ? 1 : 0, plain_len > 0 ? pick_same : NULL,
+                            NULL);
+    if (r < 0) return r;
+    *ret_len = plain_len;
+    return 0;
 }
 
 /* 0 if the parameters are within the limits a key file may ask for, -E2BIG if not. */

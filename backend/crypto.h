@@ -49,6 +49,16 @@ int pr_seal(const PrKeys *keys, const void *aad, size_t aad_len, const void *pla
 int pr_unseal(const PrKeys *keys, const void *aad, size_t aad_len, const void *sealed, size_t len, uint8_t *out,
               size_t *ret_len);
 
+/* Picks where the plaintext after its first head_len bytes goes, having seen them: *ret_out gets
+ * room for rest_len bytes. A negative return stops the unseal with that error. */
+typedef int (*PrUnsealPick)(const uint8_t *head, size_t rest_len, uint8_t **ret_out, void *userdata);
+/* pr_unseal in two parts, so that the bulk of a blob is decrypted straight where it belongs: the
+ * first head_len bytes of the plaintext go to head, the rest where pick says. On any failure both
+ * are zeroed (whatever was decrypted is unauthenticated). -EBADMSG if the plaintext is shorter
+ * than head_len. */
+int pr_unseal_split(const PrKeys *keys, const void *aad, size_t aad_len, const void *sealed, size_t len, uint8_t *head,
+                    size_t head_len, PrUnsealPick pick, void *userdata);
+
 /* The body of keys/<id>: wraps keys under a key derived from password (scrypt with a fresh
  * salt). *ret is malloc'ed. */
 int pr_keys_wrap(const PrKeys *keys, const char *password, const PrScryptParams *params, void **ret,

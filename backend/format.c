@@ -219,29 +219,89 @@ static ZSTD_DCtx *thread_dctx(void) {
     return d;
 }
 
-int pr_blob_decode(const PrKeys *keys, const PrId *id, const void *stored, size_t len, uint32_t raw_len, void **ret) {
+/* A per-thread buffer for the compressed payload of a blob, kept from blob to blob. */
+typedef struct Scratch {
+    uint8_t *p;
+    size_t cap;
+} Scratch;
+static pthread_key_t skey;
+static pthread_once_t sonce = PTHREAD_ONCE_INIT;
+static void sfree(void *p) {
+    Scratch *s = p;
+    free(s->p);
+    free(s);
+}
+static void sinit(void) { (void)pthread_key_create(&skey, sfree); }
+
+static uint8_t *thread_scratch(size_t n) {
+    pthread_once(&sonce, sinit);
+    Scratch *s = pthread_getspecific(skey);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        if (pthread_setspecific(skey, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->cap < n) {
+        free(s->p);
+        s->p = malloc(n);
+        s->cap = s->p ? n : 0;
+    }
+    return s->p;
+}
+
+typedef struct DecodeDest {
+    uint8_t *out;
+    uint32_t raw_len;
+    bool compressed;
+} DecodeDest;
+
+static int pick_dest(const uint8_t *head, size_t rest_len, uint8_t **ret_out, void *userdata) {
+    DecodeDest *d = userdata;
+    if (head[0] == 0) { /* stored as is: decrypt straight into the destination */
+        if (rest_len != d->raw_len) return -EBADMSG;
+        *ret_out = d->out;
+        return 0;
+    }
+    if (head[0] != 1) return -EBADMSG;
+    d->compressed = true;
+    *ret_out = thread_scratch(rest_len ? rest_len : 1);
+    return *ret_out ? 0 : -ENOMEM;
+}
+
+int pr_blob_decode_into(const PrKeys *keys, const PrId *id, const void *stored, size_t len, uint32_t raw_len,
+                        void *out) {
     if (len < PR_SEAL_OVERHEAD + 1 || len > PR_MAX_BLOB + 1 + PR_SEAL_OVERHEAD || raw_len > PR_MAX_BLOB)
         return -EBADMSG;
-    _cleanup_free_ uint8_t *plain = malloc(len - PR_SEAL_OVERHEAD);
-    if (!plain) return -ENOMEM;
-    size_t plen;
-    int r = pr_unseal(keys, id->b, PR_ID_LEN, stored, len, plain, &plen);
-    if (r < 0) return r;
-    if (plen < 1) return -EBADMSG;
+    DecodeDest d = {.out = out, .raw_len = raw_len};
+    uint8_t head;
+    int r = pr_unseal_split(keys, id->b, PR_ID_LEN, stored, len, &head, 1, pick_dest, &d);
+    if (r < 0) {
+        if (raw_len) memset(out, 0, raw_len);
+        return r;
+    }
+    if (!d.compressed) return 0;
+    /* authenticated: now it may be decompressed */
+    size_t clen = len - PR_SEAL_OVERHEAD - 1;
+    const uint8_t *c = thread_scratch(clen ? clen : 1);
+    ZSTD_DCtx *z = thread_dctx();
+    if (!c || !z) return -ENOMEM;
+    unsigned long long fs = ZSTD_getFrameContentSize(c, clen);
+    size_t n = fs == raw_len ? ZSTD_decompressDCtx(z, out, raw_len ? raw_len : 1, c, clen) : 0;
+    if (fs != raw_len || ZSTD_isError(n) || n != raw_len) {
+        if (raw_len) memset(out, 0, raw_len);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int pr_blob_decode(const PrKeys *keys, const PrId *id, const void *stored, size_t len, uint32_t raw_len, void **ret) {
     _cleanup_free_ uint8_t *out = malloc(raw_len ? raw_len : 1);
     if (!out) return -ENOMEM;
-    if (plain[0] == 0) {
-        if (plen - 1 != raw_len) return -EBADMSG;
-        memcpy(out, plain + 1, raw_len);
-    } else if (plain[0] == 1) {
-        ZSTD_DCtx *d = thread_dctx();
-        if (!d) return -ENOMEM;
-        unsigned long long fs = ZSTD_getFrameContentSize(plain + 1, plen - 1);
-        if (fs != raw_len) return -EBADMSG;
-        size_t n = ZSTD_decompressDCtx(d, out, raw_len ? raw_len : 1, plain + 1, plen - 1);
-        if (ZSTD_isError(n) || n != raw_len) return -EBADMSG;
-    } else
-        return -EBADMSG;
+    int r = pr_blob_decode_into(keys, id, stored, len, raw_len, out);
+    if (r < 0) return r;
     *ret = TAKE_PTR(out);
     return 0;
 }

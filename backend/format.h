@@ -32,6 +32,10 @@ int pr_blob_encode(const PrKeys *keys, const PrId *id, const void *data, size_t 
 /* Verifies and decrypts a stored blob, then decompresses it. raw_len is the expected plaintext
  * length (from the index): a mismatch is -EBADMSG. *ret is malloc'ed (raw_len bytes, at least 1). */
 int pr_blob_decode(const PrKeys *keys, const PrId *id, const void *stored, size_t len, uint32_t raw_len, void **ret);
+/* As pr_blob_decode, into out (room for raw_len bytes): a stored-raw blob is decrypted straight
+ * into it. out is zeroed if the blob does not authenticate. */
+int pr_blob_decode_into(const PrKeys *keys, const PrId *id, const void *stored, size_t len, uint32_t raw_len,
+                        void *out);
 
 /* ---- index entries, pack trailers, index files ---- */
 

@@ -84,16 +84,13 @@ static Queue *queue_of(PrFetcher *f, Job *j) { return j->urgent ? &f->urgent : &
 
 static int decode_value(PrFetcher *f, const PrId *id, const void *stored, size_t len, uint32_t raw_len,
                         PrCacheValue **ret) {
-    void *plain = NULL;
-    int r = pr_blob_decode(pr_repo_keys(f->repo), id, stored, len, raw_len, &plain);
-    if (r < 0) return r;
     PrCacheValue *v = pr_memcache_value_new(raw_len);
-    if (!v) {
-        free(plain);
-        return -ENOMEM;
+    if (!v) return -ENOMEM;
+    int r = pr_blob_decode_into(pr_repo_keys(f->repo), id, stored, len, raw_len, v->data);
+    if (r < 0) {
+        pr_memcache_value_unref(v);
+        return r;
     }
-    if (raw_len) memcpy(v->data, plain, raw_len);
-    free(plain);
     *ret = v;
     return 0;
 }

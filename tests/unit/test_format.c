@@ -68,6 +68,39 @@ static void test_blob_compresses(void **state) {
     free(data);
 }
 
+/* decode_into: a stored-raw blob (random bytes) and a compressed one (text) land in the caller's
+ * buffer; a blob that does not authenticate leaves it zeroed, never half-decrypted. */
+static void test_blob_decode_into(void **state) {
+    (void)state;
+    size_t n = 300000;
+    uint8_t *kinds[2] = {malloc(n), malloc(n)};
+    assert_int_equal(pr_random(kinds[0], n), 0);
+    for (size_t j = 0; j < n; j++) kinds[1][j] = "the quick brown fox "[j % 20];
+    for (int k = 0; k < 2; k++) {
+        uint8_t *data = kinds[k];
+        PrId id;
+        pr_blob_id(&keys, data, n, &id);
+        void *stored;
+        size_t slen;
+        assert_int_equal(pr_blob_encode(&keys, &id, data, n, &stored, &slen), 0);
+        if (k == 0) assert_true(slen > n);  /* kept raw */
+        else assert_true(slen < n / 10);    /* compressed */
+        uint8_t *out = malloc(n);
+        memset(out, 0xee, n);
+        assert_int_equal(pr_blob_decode_into(&keys, &id, stored, slen, (uint32_t)n, out), 0);
+        assert_memory_equal(out, data, n);
+        assert_int_equal(pr_blob_decode_into(&keys, &id, stored, slen, (uint32_t)n - 1, out), -EBADMSG);
+        ((uint8_t *)stored)[slen - 3] ^= 0x01; /* in the tag */
+        memset(out, 0xee, n);
+        assert_int_equal(pr_blob_decode_into(&keys, &id, stored, slen, (uint32_t)n, out), -EBADMSG);
+        for (size_t j = 0; j < n; j++)
+            if (out[j] != 0) fail_msg("byte %zu of a refused blob is %#x, not 0", j, out[j]);
+        free(out);
+        free(stored);
+        free(data);
+    }
+}
+
 static void test_trailer(void **state) {
     (void)state;
     PrBlobRef refs[3];
@@ -349,7 +382,7 @@ static void test_snapshot_roundtrip(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blob_roundtrip),     cmocka_unit_test(test_blob_compresses),
-        cmocka_unit_test(test_trailer),            cmocka_unit_test(test_index_file),
+        cmocka_unit_test(test_blob_decode_into),   cmocka_unit_test(test_trailer),            cmocka_unit_test(test_index_file),
         cmocka_unit_test(test_index_hostile_counts), cmocka_unit_test(test_tree_roundtrip),
         cmocka_unit_test(test_tree_rejects),       cmocka_unit_test(test_snapshot_roundtrip),
     };
