@@ -704,6 +704,12 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
         }
         return;
     }
+    /* No SELinux label stored for this entry: answer as a filesystem without labels does. `ls -l`
+     * asks for security.selinux on every entry, FUSE cannot cache the answer, and ls stops asking
+     * on a device once it is told "not supported": one round trip per mount instead of one per
+     * entry (measured: 31 us of the 44 us a warm `ls -lR` spends per entry). Stored labels are
+     * still returned above, and listxattr (what cp -a, getfattr -d and restore use) is unchanged. */
+    if (strcmp(name, "security.selinux") == 0) return reply_err(req, -EOPNOTSUPP);
     reply_err(req, -ENODATA);
 }
 

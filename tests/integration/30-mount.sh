@@ -207,6 +207,13 @@ run_mount() {
     # the ACLs and xattrs are there as stored, and the kernel enforces them (default_permissions)
     [[ -n $(getfattr -h -d -m - "$m/snapshots/$l1/main/acl/file" 2>/dev/null | grep posix_acl_access) ]] ||
         fail "no system.posix_acl_access on main/acl/file"
+    # an attribute an entry lacks: ENODATA, except the SELinux label, which (like a filesystem
+    # without labels) is "not supported" so that `ls -l` stops asking for it per entry
+    assert_eq "$(python3 -c 'import errno, os, sys
+for n in ("user.prafs.absent", "security.selinux"):
+    try: os.getxattr(sys.argv[1], n, follow_symlinks=False); print("found")
+    except OSError as e: print(errno.errorcode[e.errno])' "$m/snapshots/$l1/main/acl/file" | paste -sd' ')" \
+        "ENODATA EOPNOTSUPP" "errors for absent attributes"
 
     log "inode numbers"
     inode_report "$m/snapshots/$l1/main" "$TMP/inos1"
