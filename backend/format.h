@@ -155,8 +155,13 @@ typedef struct PrSnapshot {
     uint64_t files, dirs, bytes_read, bytes_new, bytes_uploaded;
     uint64_t duration_ms;
     char *program_version;
+    /* entries that carry a POSIX ACL (system.posix_acl_access or _default); PR_ACL_UNKNOWN for
+     * manifests written before the field existed */
+    uint64_t acl_entries;
     char label[40]; /* display time, unique in the repository ("2026-11-25T02:00:00Z", "...Z-1"): filled by the lister */
 } PrSnapshot;
+
+#define PR_ACL_UNKNOWN UINT64_MAX
 
 void pr_snapshot_free(PrSnapshot *s);
 static inline void pr_snapshot_freep(PrSnapshot **s) { pr_snapshot_free(*s); }

@@ -32,6 +32,8 @@ static const char USAGE[] =
     "                          (default 1024 for S3, none for a local repository; 0: none)\n"
     "  -o disk_cache_dir=DIR   put the disk cache there instead\n"
     "  -o fetch_threads=N      concurrent fetches (default 4)\n"
+    "  -o acl                  enforce POSIX ACLs even if no snapshot holds one (by default ACL support\n"
+    "                          is on when some snapshot has an ACL at mount time)\n"
     "  -o password_file=FILE   as --password-file (for fstab: no environment there)\n"
     "  -o endpoint=URL, -o ca_cert=FILE   as --endpoint, --ca-cert\n"
     "  -o log=FILE             where messages go once in the background (default: nowhere)\n"
@@ -122,6 +124,8 @@ static int parse_o(MountArgs *m, const char *list) {
             if (!m->log_path) r = -ENOMEM;
         } else if (KEY("debug") && !val) {
             m->o.debug = true;
+        } else if (KEY("acl") && !val) {
+            m->o.acl = true;
         } else if (KEY("foreground") && !val) {
             m->o.foreground = true;
         } else if (is_ignored_mount_opt(opt)) {

@@ -28,6 +28,7 @@ typedef struct PrFs {
     PrInodeTable *itable;
     PrNumbering *num;
     PrTop *top;
+    bool acls;               /* the kernel enforces POSIX ACLs (some snapshot has one, or -o acl) */
     struct fuse_session *se;
     struct timespec started; /* wall clock at mount: times of the virtual directories with no snapshot */
     uid_t uid;               /* owner of the virtual entries: whoever mounted */

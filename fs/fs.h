@@ -13,6 +13,7 @@ typedef struct PrFsOptions {
     const char *fsname;         /* shown in /proc/mounts (the repository location) */
     bool foreground;            /* else fork into the background once mounted (fuse_daemonize) */
     bool debug;                 /* libfuse's request log (implies foreground) */
+    bool acl;                   /* enforce POSIX ACLs even when no snapshot holds one (yet) */
     unsigned refresh_seconds;   /* re-list snapshots at most this often; 0: 30 */
     size_t cache_mib;           /* memory cache of decoded blobs; 0: 256 */
     size_t disk_cache_mib;      /* disk cache of stored blobs; 0: none */

@@ -710,6 +710,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
      * entry (measured: 31 us of the 44 us a warm `ls -lR` spends per entry). Stored labels are
      * still returned above, and listxattr (what cp -a, getfattr -d and restore use) is unchanged. */
     if (strcmp(name, "security.selinux") == 0) return reply_err(req, -EOPNOTSUPP);
+    /* likewise for ACLs when the mount runs without them (see op_init) */
+    if (!fs->acls && strncmp(name, "system.posix_acl_", 17) == 0) return reply_err(req, -EOPNOTSUPP);
     reply_err(req, -ENODATA);
 }
 
@@ -745,10 +747,17 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn) {
-    (void)userdata;
     if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
     conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO; /* `find` and `ls -R` get attributes with the names */
-    if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL; /* the kernel enforces stored ACLs */
+    /* The kernel enforces stored ACLs, but then asks for the ACL of every entry once (one round trip
+     * each, which it caches). When no snapshot holds an ACL the mount says it has no ACL support,
+     * as a filesystem mounted noacl does: `ls -l` stops asking on the first entry (a cold `ls -lR` of
+     * 100,000 files: 100,000 round trips fewer) and permissions come from the modes, as they
+     * would with ACLs that do not exist. */
+    PrFs *fs = userdata;
+    fs->acls = (conn->capable & FUSE_CAP_POSIX_ACL) && (fs->o.acl || pr_top_any_acls(fs->top));
+    if (fs->acls) conn->want |= FUSE_CAP_POSIX_ACL;
+    else pr_top_set_acls_off(fs->top);
     if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
     /* symlink targets never change (a `latest` that moves is a new inode): let the kernel keep them,

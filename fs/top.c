@@ -44,6 +44,7 @@ struct PrTop {
 
     Snap *snaps;
     uint32_t nsnaps, snaps_cap;
+    atomic_bool acls_off;
     VNode **vnodes;
     uint32_t nvnodes, vnodes_cap;
     uint32_t *map; /* open addressing on path: vnode index + 1, 0 empty */
@@ -374,6 +375,11 @@ int pr_top_refresh(PrTop *t, bool index_used) {
             t->snaps = a;
             t->snaps_cap = cap;
         }
+        if (list[i]->acl_entries != 0 && atomic_load(&t->acls_off))
+            pr_log(PR_LOG_WARN,
+                   "snapshot %s holds POSIX ACLs, but this mount started without ACL support: they are shown "
+                   "as attributes and not enforced; mount again to have them enforced",
+                   list[i]->label);
         t->snaps[t->nsnaps++] = (Snap){TAKE_PTR(list[i]), true};
     }
     if (r >= 0) r = rebuild(t);
@@ -583,6 +589,16 @@ const PrSnapshot *pr_top_snapshot(PrTop *t, uint32_t snap) {
     pthread_rwlock_unlock(&t->lock);
     return s;
 }
+
+bool pr_top_any_acls(PrTop *t) {
+    pthread_rwlock_rdlock(&t->lock);
+    bool any = false;
+    for (uint32_t i = 0; i < t->nsnaps && !any; i++) any = t->snaps[i].s->acl_entries != 0;
+    pthread_rwlock_unlock(&t->lock);
+    return any;
+}
+
+void pr_top_set_acls_off(PrTop *t) { atomic_store(&t->acls_off, true); }
 
 void pr_top_info(PrTop *t, size_t *ret_live, int64_t *ret_newest) {
     pthread_rwlock_rdlock(&t->lock);

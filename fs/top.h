@@ -76,5 +76,9 @@ int pr_top_list(PrTop *t, uint32_t dir, PrVEntry **ret, size_t *ret_n);
 int pr_top_readlink(PrTop *t, uint32_t vnode, char **ret);
 /* Borrowed, valid for the life of the top (NULL if out of range). */
 const PrSnapshot *pr_top_snapshot(PrTop *t, uint32_t snap);
+/* Whether any snapshot read so far may hold POSIX ACLs (a count above zero, or unknown). */
+bool pr_top_any_acls(PrTop *t);
+/* The mount runs without ACL support: a snapshot with ACLs that appears later gets a warning. */
+void pr_top_set_acls_off(PrTop *t);
 /* Snapshot count (live), and the newest live snapshot's time (0 if none). */
 void pr_top_info(PrTop *t, size_t *ret_live, int64_t *ret_newest);

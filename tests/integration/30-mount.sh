@@ -209,11 +209,13 @@ run_mount() {
         fail "no system.posix_acl_access on main/acl/file"
     # an attribute an entry lacks: ENODATA, except the SELinux label, which (like a filesystem
     # without labels) is "not supported" so that `ls -l` stops asking for it per entry
-    assert_eq "$(python3 -c 'import errno, os, sys
+    local got
+    got=$(python3 -c 'import errno, os, sys
 for n in ("user.prafs.absent", "security.selinux"):
     try: os.getxattr(sys.argv[1], n, follow_symlinks=False); print("found")
-    except OSError as e: print(errno.errorcode[e.errno])' "$m/snapshots/$l1/main/acl/file" | paste -sd' ')" \
-        "ENODATA EOPNOTSUPP" "errors for absent attributes"
+    except OSError as e: print("EOPNOTSUPP" if e.errno == errno.EOPNOTSUPP else errno.errorcode[e.errno])' \
+        "$m/snapshots/$l1/main/acl/file" | paste -sd' ')
+    assert_eq "ENODATA EOPNOTSUPP" "$got" "errors for absent attributes"
 
     log "inode numbers"
     inode_report "$m/snapshots/$l1/main" "$TMP/inos1"
@@ -381,6 +383,21 @@ EOF
     start_mount "$repo" "$m" "$TMP/mount-$b-int.log"
     cat "$m/snapshots/$l2/small/v" >/dev/null
     stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-int.log" INT
+
+    log "a repository without ACLs: the mount has no ACL support, unless -o acl"
+    local plain
+    plain=$(make_repo noacl)
+    prafs_ok snapshot "$plain" v="$TMP/small2"
+    local errs='import errno, os, sys
+try: os.getxattr(sys.argv[1], "system.posix_acl_access"); print("found")
+except OSError as e: print("EOPNOTSUPP" if e.errno == errno.EOPNOTSUPP else errno.errorcode[e.errno])'
+    start_mount "$plain" "$m" "$TMP/mount-$b-noacl.log"
+    assert_eq EOPNOTSUPP "$(python3 -c "$errs" "$m/snapshots/latest/v")" "ACL lookup without ACL support"
+    assert_same_tree "$TMP/small2" "$m/snapshots/latest/v"
+    stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-noacl.log"
+    start_mount "$plain" "$m" "$TMP/mount-$b-acl.log" -o acl
+    assert_eq ENODATA "$(python3 -c "$errs" "$m/snapshots/latest/v")" "ACL lookup with -o acl"
+    stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-acl.log"
     rm -rf "$XDG_CACHE_HOME"
 }
 
