@@ -485,13 +485,16 @@ int pr_repo_read_pack_window(PrRepo *r, const PrId *pack, const PrBlobRef *blobs
                (unsigned long long)(end - start), (unsigned long long)start, got);
         return -EBADMSG;
     }
+    /* one buffer for every blob of the window, the size of the largest */
+    uint32_t raw_max = 1;
+    for (size_t i = 0; i < n; i++) raw_max = MAX(raw_max, blobs[i].raw_length);
+    _cleanup_free_ uint8_t *plain = malloc(raw_max);
+    if (!plain) return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         const PrBlobRef *b = &blobs[i];
-        void *plain = NULL;
-        k = pr_blob_decode(&r->keys, &b->id, buf + (b->offset - start), b->length, b->raw_length, &plain);
+        k = pr_blob_decode_into(&r->keys, &b->id, buf + (b->offset - start), b->length, b->raw_length, plain);
         if (k < 0) log_damaged(key, b, k);
         k = fn(b, k < 0 ? NULL : plain, k < 0 ? k : 0, ud);
-        free(plain);
         if (k < 0) return k;
     }
     return 0;
