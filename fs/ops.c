@@ -320,6 +320,25 @@ static void dir_handle_free(DirHandle *h) {
     free(h);
 }
 
+/* A listed directory's subdirectories are likely next (find, ls -R, cp -a, restore by hand): their
+ * trees are asked for in the background, so that the fetch of the next tree window overlaps the
+ * listing of this one instead of following it. A hint: dropped when the background queue is full,
+ * answered from the cache when a window already brought it. */
+static void prefetch_subtrees(PrFs *fs, const PrFlatTree *t) {
+    for (uint32_t i = 0; i < t->n; i++) {
+        const PrNode *n = &t->nodes[i];
+        if (n->type != PR_NODE_DIR) continue;
+        uint8_t key[32];
+        pr_flat_tree_key(&n->subtree, key);
+        PrCacheValue *v = pr_memcache_get(fs->mc, key);
+        if (v) {
+            pr_memcache_value_unref(v);
+            continue;
+        }
+        (void)pr_fetcher_want(fs->fetcher, &n->subtree, false, NULL);
+    }
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     PrFs *fs = fs_of(req);
     _cleanup_(pr_inode_unrefp) PrInode *in = NULL;
@@ -339,6 +358,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         if (r < 0) r = read_error(r);
         fi->cache_readdir = 1;
         fi->keep_cache = 1;
+        if (r >= 0) prefetch_subtrees(fs, pr_flat_tree(h->tree));
     }
     if (r < 0) {
         dir_handle_free(h);
