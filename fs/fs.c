@@ -90,7 +90,7 @@ static int fs_new(PrRepo *repo, const PrFsOptions *o, PrFs **ret) {
     fs->repo = repo;
     fs->o = *o;
     if (!fs->o.refresh_seconds) fs->o.refresh_seconds = 30;
-    if (!fs->o.cache_mib) fs->o.cache_mib = 256;
+    if (!fs->o.cache_mib) fs->o.cache_mib = 64; /* the page cache and the disk cache hold the rest */
     fs->uid = getuid();
     fs->gid = getgid();
     clock_gettime(CLOCK_REALTIME, &fs->started);
