@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "cache/util.h"
 
@@ -180,6 +182,10 @@ static void disk_put(PrFetcher *f, const PrId *id, SharedBuf *b, size_t off, siz
 
 static void *disk_writer(void *arg) {
     PrFetcher *f = arg;
+    /* Lowest CPU priority (Linux: per thread): on a busy machine the readers and fetch threads go
+     * first, and what the writer cannot keep up with is dropped from its queue (measured: `cp -a` of
+     * 10,000 small files through the mount makes ~11,000 cache files, ~1 s of CPU). */
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
     pthread_mutex_lock(&f->dlock);
     for (;;) {
         while (!f->dstop && !f->dhead) pthread_cond_wait(&f->dwork, &f->dlock);
