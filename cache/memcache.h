@@ -5,7 +5,6 @@
 #pragma once
 
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,8 +12,8 @@ typedef struct PrMemCache PrMemCache;
 
 typedef struct PrCacheValue {
     size_t len;
-    atomic_bool hint; /* for the owner of the cache (the mount: a read of this value starts a prefetch);
-                       * false in a new value, never looked at by the cache */
+    atomic_uint hint; /* for the owner of the cache (the mount: a read of this value starts a prefetch);
+                       * 0 in a new value, never looked at by the cache */
     uint8_t data[]; /* len bytes */
 } PrCacheValue;
 

@@ -36,11 +36,12 @@ typedef struct DiskItem {
     size_t off, len;
 } DiskItem;
 
-/* When the reader reaches blob `blob` (a read finds it in the memory cache, marked by its hint),
- * the window starting at blob `next` of the same pack is fetched in the background. */
+/* When the reader reaches a window fetched ahead of it (a read finds one of its blobs in the memory
+ * cache, marked with the trigger's seq as hint), the window starting at blob `next` of the same pack
+ * is fetched in the background. */
 typedef struct Trigger {
-    PrId blob, next;
-    bool used;
+    PrId next;
+    unsigned seq; /* 0: unused */
 } Trigger;
 
 typedef struct Queue {
@@ -61,8 +62,8 @@ struct PrFetcher {
     bool stopping;
     pthread_t *threads;
     unsigned nthreads; /* started */
-    Trigger triggers[NTRIGGERS]; /* under lock; a ring */
-    unsigned next_trigger;
+    Trigger triggers[NTRIGGERS]; /* under lock; by seq % NTRIGGERS */
+    unsigned trigger_seq;
 
     /* the disk-cache writer: fetch threads queue what they fetched, one thread writes it */
     pthread_mutex_t dlock;
@@ -338,7 +339,6 @@ static int fetch_window(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, bool
     uint64_t start = refs[t].offset, end = start + refs[t].length, raw = refs[t].raw_length;
     uint32_t lo = t, hi = t;
     bool up = true, down = true; /* a side stops at a big blob, at the bound, or at a cached blob */
-    bool came_from_before = t > 0 && cached(f, &refs[t - 1].id);
     while (up || down) {
         if (up) {
             up = hi + 1 < n && refs[hi + 1].length <= f->o.small_blob && raw + refs[hi + 1].raw_length <= f->o.window &&
@@ -377,6 +377,16 @@ static int fetch_window(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, bool
         free(data);
         return -ENOMEM;
     }
+    /* a reader coming back to this pack (the window stopped at a blob it got before) reads it in order */
+    bool in_order = lo > 0 && cached(f, &refs[lo - 1].id);
+    uint32_t nx = hi + 1;
+    unsigned seq = 0;
+    if (!urgent && nx < n && refs[nx].length <= f->o.small_blob) {
+        pthread_mutex_lock(&f->lock);
+        seq = ++f->trigger_seq ? f->trigger_seq : ++f->trigger_seq;
+        f->triggers[seq % NTRIGGERS] = (Trigger){.next = refs[nx].id, .seq = seq};
+        pthread_mutex_unlock(&f->lock);
+    }
     PrCacheValue *result = NULL;
     int result_err = -EBADMSG;
     for (uint32_t i = lo; i <= hi; i++) {
@@ -401,23 +411,17 @@ static int fetch_window(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, bool
             }
             continue;
         }
+        if (seq) atomic_store(&v->hint, seq);
         if (i == t) result = v;
         else pr_memcache_value_unref(v);
     }
     sb_unref(b);
+    pr_debug("%s: window of blobs %u..%u of %u for blob %u (%llu bytes)%s", key, lo, hi, n, t,
+             (unsigned long long)(end - start), urgent ? (in_order ? ", reader in order" : ", urgent") : "");
     if (!result) return result_err;
-    uint32_t nx = hi + 1;
-    if (nx < n && refs[nx].length <= f->o.small_blob && !cached(f, &refs[nx].id)) {
-        if (urgent && came_from_before) {
-            atomic_fetch_add(&f->prefetches, 1);
-            (void)pr_fetcher_want(f, &refs[nx].id, false, NULL);
-        } else if (!urgent) {
-            pthread_mutex_lock(&f->lock);
-            f->triggers[f->next_trigger] = (Trigger){.blob = *id, .next = refs[nx].id, .used = true};
-            f->next_trigger = (f->next_trigger + 1) % NTRIGGERS;
-            pthread_mutex_unlock(&f->lock);
-            atomic_store(&result->hint, true);
-        }
+    if (urgent && in_order && nx < n && refs[nx].length <= f->o.small_blob && !cached(f, &refs[nx].id)) {
+        atomic_fetch_add(&f->prefetches, 1);
+        (void)pr_fetcher_want(f, &refs[nx].id, false, NULL);
     }
     *ret = result;
     return 0;
@@ -661,18 +665,18 @@ int pr_fetcher_want_many(PrFetcher *f, const PrId *ids, size_t n) {
     return r;
 }
 
-void pr_fetcher_hit(PrFetcher *f, const PrId *id, PrCacheValue *v) {
-    if (!atomic_load_explicit(&v->hint, memory_order_relaxed) || !atomic_exchange(&v->hint, false)) return;
+void pr_fetcher_hit(PrFetcher *f, PrCacheValue *v) {
+    if (!atomic_load_explicit(&v->hint, memory_order_relaxed)) return;
+    unsigned seq = atomic_exchange(&v->hint, 0);
+    if (!seq) return;
     PrId next;
     bool found = false;
     pthread_mutex_lock(&f->lock);
-    for (unsigned i = 0; i < NTRIGGERS && !found; i++) {
-        Trigger *t = &f->triggers[i];
-        if (t->used && memcmp(t->blob.b, id->b, PR_ID_LEN) == 0) {
-            next = t->next;
-            t->used = false;
-            found = true;
-        }
+    Trigger *t = &f->triggers[seq % NTRIGGERS];
+    if (t->seq == seq) { /* the first read in that window, and the trigger not reused since */
+        next = t->next;
+        t->seq = 0;
+        found = true;
     }
     pthread_mutex_unlock(&f->lock);
     if (!found) return;

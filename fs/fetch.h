@@ -62,9 +62,9 @@ int pr_fetcher_want(PrFetcher *f, const PrId *id, bool urgent, PrFetchWaiter *w)
 /* Read-ahead of several blobs at once (no waiters, background), queued under one lock so that
  * consecutive blobs of a pack are fetched together. Stops when the background queue is full. */
 int pr_fetcher_want_many(PrFetcher *f, const PrId *ids, size_t n);
-/* A reader got blob id (value v) from the memory cache: if the fetcher marked it (v->hint), starts
- * the prefetch that was waiting for the reader to get there. Cheap when not marked. */
-void pr_fetcher_hit(PrFetcher *f, const PrId *id, PrCacheValue *v);
+/* A reader got value v from the memory cache: if the fetcher marked it (v->hint: a blob of a window
+ * fetched ahead), starts the prefetch of the next window, once per window. Cheap when not marked. */
+void pr_fetcher_hit(PrFetcher *f, PrCacheValue *v);
 /* The decoded blob, waiting for it: from the memory cache, else fetched by this thread (or by the
  * fetch already in flight). *ret is a new reference. */
 int pr_fetcher_get_sync(PrFetcher *f, const PrId *id, PrCacheValue **ret);

@@ -654,7 +654,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
             continue;
         }
         if (v) {
-            pr_fetcher_hit(fs->fetcher, &c->id, v); /* may start the prefetch of the next window */
+            pr_fetcher_hit(fs->fetcher, v); /* may start the prefetch of the next window */
             p->slots[i].v = v;
         } else {
             missing++;
