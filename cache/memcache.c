@@ -35,6 +35,7 @@ PrCacheValue *pr_memcache_value_new(size_t len) {
     if (!h) return NULL;
     atomic_init(&h->refs, 1);
     h->v.len = len;
+    atomic_init(&h->v.hint, 0);
     return &h->v;
 }
 

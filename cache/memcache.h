@@ -4,6 +4,7 @@
  * its holder calls pr_memcache_value_unref, even if the cache evicted it meanwhile. Thread-safe. */
 #pragma once
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +12,8 @@ typedef struct PrMemCache PrMemCache;
 
 typedef struct PrCacheValue {
     size_t len;
+    atomic_uint hint; /* for the owner of the cache (the mount: a read of this value starts a prefetch);
+                       * 0 in a new value, never looked at by the cache */
     uint8_t data[]; /* len bytes */
 } PrCacheValue;
 

@@ -8,7 +8,11 @@
  *    request is dropped when the background queue is full.
  *  - Sources in order: memory cache, disk cache (stored form, verified by the decode: a bad entry is
  *    deleted and fetched again), the store. A small blob is fetched with a window of its pack around
- *    it (one ranged GET); the neighbours are decoded and cached too.
+ *    it (one ranged GET); the neighbours are decoded and cached too. A reader going through a pack's
+ *    small blobs in order gets the next window prefetched (see pr_fetcher_hit). A large blob is
+ *    fetched in one GET with the blobs after it in its pack that are queued (read-ahead): a run.
+ *  - Fetched blobs go to the disk cache through one writer thread and a bounded queue; when the
+ *    disk is behind, entries are dropped rather than slowing the fetch down.
  *  - Failures are not remembered: the next request tries again. */
 #pragma once
 
@@ -34,7 +38,9 @@ typedef struct PrFetcherOptions {
     unsigned threads;    /* 0: 4 */
     size_t small_blob;   /* stored length up to which a miss fetches a window; 0: 256 KiB */
     size_t window;       /* bytes of pack fetched around a small blob; 0: 4 MiB; 1: no window */
-    unsigned max_background; /* queued read-aheads; 0: 32 */
+    unsigned max_background; /* queued read-aheads; 0: 64 */
+    size_t run;          /* most bytes one GET of consecutive blobs spans; 0: 8 MiB; 1: one blob a GET */
+    size_t disk_queue;   /* bytes waiting for the disk-cache writer before entries are dropped; 0: 16 MiB */
 } PrFetcherOptions;
 
 /* repo, mc and dc (may be NULL: no disk cache) are borrowed and must outlive the fetcher. */
@@ -53,6 +59,12 @@ void pr_fetcher_free(PrFetcher *f);
  * unless cached, in flight or the background queue is full. urgent moves an already queued fetch
  * ahead. */
 int pr_fetcher_want(PrFetcher *f, const PrId *id, bool urgent, PrFetchWaiter *w);
+/* Read-ahead of several blobs at once (no waiters, background), queued under one lock so that
+ * consecutive blobs of a pack are fetched together. Stops when the background queue is full. */
+int pr_fetcher_want_many(PrFetcher *f, const PrId *ids, size_t n);
+/* A reader got value v from the memory cache: if the fetcher marked it (v->hint: a blob of a window
+ * fetched ahead), starts the prefetch of the next window, once per window. Cheap when not marked. */
+void pr_fetcher_hit(PrFetcher *f, PrCacheValue *v);
 /* The decoded blob, waiting for it: from the memory cache, else fetched by this thread (or by the
  * fetch already in flight). *ret is a new reference. */
 int pr_fetcher_get_sync(PrFetcher *f, const PrId *id, PrCacheValue **ret);
@@ -60,6 +72,7 @@ int pr_fetcher_get_sync(PrFetcher *f, const PrId *id, PrCacheValue **ret);
 bool pr_fetcher_index_used(PrFetcher *f);
 
 typedef struct PrFetcherStats {
-    uint64_t store_gets, store_bytes, window_gets, disk_hits, disk_bad, errors, shared;
+    uint64_t store_gets, store_bytes, window_gets, run_gets, prefetches, disk_hits, disk_bad, errors, shared,
+        disk_writes, disk_dropped;
 } PrFetcherStats;
 void pr_fetcher_stats(PrFetcher *f, PrFetcherStats *ret);

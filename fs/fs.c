@@ -90,7 +90,7 @@ static int fs_new(PrRepo *repo, const PrFsOptions *o, PrFs **ret) {
     fs->repo = repo;
     fs->o = *o;
     if (!fs->o.refresh_seconds) fs->o.refresh_seconds = 30;
-    if (!fs->o.cache_mib) fs->o.cache_mib = 256;
+    if (!fs->o.cache_mib) fs->o.cache_mib = 64; /* the page cache and the disk cache hold the rest */
     fs->uid = getuid();
     fs->gid = getgid();
     clock_gettime(CLOCK_REALTIME, &fs->started);
@@ -213,10 +213,13 @@ int pr_fs_run(PrRepo *repo, const PrFsOptions *o) {
     if (pr_log_get_level() >= PR_LOG_INFO) {
         PrFetcherStats st;
         pr_fetcher_stats(fs->fetcher, &st);
-        pr_log(PR_LOG_INFO, "unmounted: %llu GETs (%llu windows, %llu MiB), %llu disk cache hits, %llu errors",
-               (unsigned long long)st.store_gets, (unsigned long long)st.window_gets,
-               (unsigned long long)(st.store_bytes >> 20), (unsigned long long)st.disk_hits,
-               (unsigned long long)st.errors);
+        pr_log(PR_LOG_INFO,
+               "unmounted: %llu GETs (%llu windows, %llu runs, %llu MiB), %llu windows prefetched, %llu disk cache "
+               "hits, %llu disk cache writes (%llu dropped), %llu errors",
+               (unsigned long long)st.store_gets, (unsigned long long)st.window_gets, (unsigned long long)st.run_gets,
+               (unsigned long long)(st.store_bytes >> 20), (unsigned long long)st.prefetches,
+               (unsigned long long)st.disk_hits, (unsigned long long)st.disk_writes,
+               (unsigned long long)st.disk_dropped, (unsigned long long)st.errors);
     }
     fs_free(fs);
     return r;

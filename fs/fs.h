@@ -15,7 +15,7 @@ typedef struct PrFsOptions {
     bool debug;                 /* libfuse's request log (implies foreground) */
     bool acl;                   /* enforce POSIX ACLs even when no snapshot holds one (yet) */
     unsigned refresh_seconds;   /* re-list snapshots at most this often; 0: 30 */
-    size_t cache_mib;           /* memory cache of decoded blobs; 0: 256 */
+    size_t cache_mib;           /* memory cache of decoded blobs; 0: 64 */
     size_t disk_cache_mib;      /* disk cache of stored blobs; 0: none */
     const char *disk_cache_dir; /* NULL: $XDG_CACHE_HOME/prafs/<repo id> or ~/.cache/prafs/<repo id> */
     unsigned fetch_threads;     /* 0: 4 */

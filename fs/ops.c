@@ -612,17 +612,22 @@ static void read_slot_done(PrFetchWaiter *w, int err, PrCacheValue *v) {
     if (atomic_fetch_sub(&p->remaining, 1) == 1) pending_finish(p);
 }
 
-/* Sequential readers: ask for the next chunks in the background. */
+/* Sequential readers: ask for the next chunks in the background, in batches (once the reader is
+ * half way through what was asked), so that the fetcher finds consecutive chunks queued together
+ * and gets them with a few multi-MiB GETs (fs/fetch.c, runs). */
 static void read_ahead(PrFs *fs, FileHandle *h, uint64_t off, uint64_t end, uint32_t c1) {
     uint64_t last = atomic_exchange(&h->last_end, end);
     bool sequential = off == 0 ? end < h->node->size : (off + PR_FS_MAX_READ >= last && off <= last + PR_FS_MAX_READ);
     if (!sequential) return;
-    uint32_t from = MAX(c1 + 1, atomic_load(&h->ra_next));
+    uint32_t asked = atomic_load(&h->ra_next);
+    if (asked > c1 + 1 + PR_FS_READAHEAD_CHUNKS / 2) return;
+    uint32_t from = MAX(c1 + 1, asked);
     uint32_t to = (uint32_t)MIN((uint64_t)c1 + 1 + PR_FS_READAHEAD_CHUNKS, (uint64_t)h->node->nchunks);
-    for (uint32_t c = from; c < to; c++) {
-        if (pr_id_is_zero(&h->node->chunks[c].id)) continue;
-        (void)pr_fetcher_want(fs->fetcher, &h->node->chunks[c].id, false, NULL);
-    }
+    PrId ids[PR_FS_READAHEAD_CHUNKS];
+    size_t n = 0;
+    for (uint32_t c = from; c < to; c++)
+        if (!pr_id_is_zero(&h->node->chunks[c].id)) ids[n++] = h->node->chunks[c].id;
+    if (n) (void)pr_fetcher_want_many(fs->fetcher, ids, n);
     if (to > from) {
         /* raise ra_next to `to` unless another reader raised it further */
         unsigned cur = atomic_load(&h->ra_next);
@@ -668,8 +673,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
             atomic_store(&p->err, -EIO);
             continue;
         }
-        if (v) p->slots[i].v = v;
-        else missing++;
+        if (v) {
+            pr_fetcher_hit(fs->fetcher, v); /* may start the prefetch of the next window */
+            p->slots[i].v = v;
+        } else {
+            missing++;
+        }
     }
     /* one count per missing chunk, plus this thread's, so that nobody finishes before the loop ends */
     atomic_init(&p->remaining, (int)missing + 1);

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# How the mount fetches (fs/fetch.c), from its -v unmount summary, with exact bytes:
+#  - a sequential read of a large file gets its consecutive chunks in multi-chunk GETs ("runs");
+#  - `cp -a` of a directory of small files gets pack windows prefetched ahead of it;
+#  - on S3, the disk-cache writer (a background thread) has written entries by the unmount.
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+require_root
+require_prafs
+[[ -c /dev/fuse ]] || skip "no /dev/fuse"
+command -v fusermount3 >/dev/null || skip "fusermount3 is needed"
+
+MOUNTS=()
+PIDS=()
+is_mounted() { grep -qs " $1 fuse" /proc/mounts; }
+gone() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
+    [[ -z $state || $state == Z ]]
+}
+cleanup() {
+    local mp pid
+    for mp in "${MOUNTS[@]}"; do
+        if is_mounted "$mp"; then
+            timeout 20 fusermount3 -u "$mp" 2>/dev/null || timeout 20 umount -l "$mp" 2>/dev/null || true
+        fi
+    done
+    for pid in "${PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            sleep 1
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+}
+trap 'cleanup; _lib_cleanup' EXIT
+trap 'exit 130' INT TERM HUP
+
+SRC="$TMP/src"
+mkdir -p "$SRC/small"
+head -c $((48 << 20)) /dev/urandom >"$SRC/big" || fail "cannot write the big file"
+timeout -k 10 "$T_LONG" python3 - "$SRC/small" <<'EOF' || fail "cannot write the small files"
+import os, random, sys
+r = random.Random(33)
+for i in range(800):  # ~16 MiB of 4-36 KiB incompressible files: several 4 MiB windows
+    with open(os.path.join(sys.argv[1], f"f{i:04d}"), "wb") as f:
+        f.write(r.randbytes(r.randrange(4096, 36864)))
+EOF
+
+summary_field() { # LOG REGEX: the number before REGEX in the unmount summary
+    grep -o "unmounted: .*" "$1" | grep -oE "[0-9]+ $2" | head -1 | awk '{print $1}'
+}
+
+run_fetch() {
+    local b=$PRAFS_TEST_BACKEND repo m="$TMP/mnt-$PRAFS_TEST_BACKEND" i
+    export XDG_CACHE_HOME="$TMP/cache-$b"
+    repo=$(make_repo fetch)
+    prafs_ok snapshot "$repo" v="$SRC"
+    mkdir -p "$m"
+    MOUNTS+=("$m")
+    (exec "$PRAFS" mount "$repo" "$m" -f -v >"$TMP/mount-$b.log" 2>&1) &
+    local pid=$!
+    PIDS+=("$pid")
+    for ((i = 0; i < 300; i++)); do is_mounted "$m" && break; gone "$pid" && break; sleep 0.1; done
+    is_mounted "$m" || { show_file "$TMP/mount-$b.log" 40; fail "the mount did not come up"; }
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    timeout 300 cmp "$m/snapshots/latest/v/big" "$SRC/big" || fail "the big file reads wrong through the mount"
+    rm -rf "$TMP/out"
+    mkdir -p "$TMP/out"
+    timeout 300 cp -a "$m/snapshots/latest/v/small" "$TMP/out/" || fail "cp -a out of the mount failed"
+    assert_same_tree "$SRC/small" "$TMP/out/small"
+    timeout 30 fusermount3 -u "$m" || fail "fusermount3 -u failed"
+    for ((i = 0; i < 200; i++)); do gone "$pid" && break; sleep 0.1; done
+    gone "$pid" || fail "the mount did not exit after the unmount"
+    wait "$pid" || fail "the mount exited with an error"
+    grep "unmounted:" "$TMP/mount-$b.log" >&2 || { show_file "$TMP/mount-$b.log" 40; fail "no unmount summary"; }
+    local runs prefetched writes errors
+    runs=$(summary_field "$TMP/mount-$b.log" "runs")
+    prefetched=$(summary_field "$TMP/mount-$b.log" "windows prefetched")
+    writes=$(summary_field "$TMP/mount-$b.log" "disk cache writes")
+    errors=$(summary_field "$TMP/mount-$b.log" "errors")
+    assert_eq 0 "$errors" "fetch errors"
+    assert_lt 0 "${runs:-0}" "GETs that fetched several chunks of the big file at once"
+    assert_lt 0 "${prefetched:-0}" "windows prefetched ahead of cp -a"
+    [[ $b == s3 ]] && assert_lt 0 "${writes:-0}" "entries written by the disk-cache writer"
+    rm -rf "$XDG_CACHE_HOME"
+}
+
+for_each_backend run_fetch
+log "pass"
