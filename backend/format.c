@@ -700,6 +700,7 @@ int pr_snapshot_encode(const PrKeys *keys, const PrSnapshot *s, void **ret, size
     buf_u64(&b, s->duration_ms);
     buf_str(&b, s->program_version);
     buf_u64(&b, s->acl_entries);
+    buf_u64(&b, s->xattr_entries);
     int r = seal_buf(keys, SNAPSHOT_AAD, &b, ret, ret_len);
     free(b.p);
     return r;
@@ -753,7 +754,12 @@ int pr_snapshot_decode(const PrKeys *keys, const void *data, size_t len, PrSnaps
     s->bytes_uploaded = cur_u64(&c);
     s->duration_ms = cur_u64(&c);
     s->program_version = cur_str(&c);
-    s->acl_entries = c.left == 0 ? PR_ACL_UNKNOWN : cur_u64(&c); /* absent in the first manifests */
+    /* absent in the first manifests: unknown */
+    s->acl_entries = s->xattr_entries = PR_ACL_UNKNOWN;
+    if (c.left != 0) {
+        s->acl_entries = cur_u64(&c);
+        s->xattr_entries = cur_u64(&c);
+    }
     if (c.bad || !s->program_version || c.left != 0) return -EBADMSG;
     pr_sha256(data, len, s->id.b);
     *ret = TAKE_PTR(s);

@@ -158,6 +158,8 @@ typedef struct PrSnapshot {
     /* entries that carry a POSIX ACL (system.posix_acl_access or _default); PR_ACL_UNKNOWN for
      * manifests written before the field existed */
     uint64_t acl_entries;
+    /* entries that carry any extended attribute (ACLs included); likewise PR_ACL_UNKNOWN */
+    uint64_t xattr_entries;
     char label[40]; /* display time, unique in the repository ("2026-11-25T02:00:00Z", "...Z-1"): filled by the lister */
 } PrSnapshot;
 

@@ -130,7 +130,9 @@ typedef struct Writer {
     unsigned unreadable;
     /* counters: the walking thread's own, but bytes_uploaded (uploaders) */
     uint64_t files, dirs, bytes_read, bytes_new;
-    uint64_t acl_entries; /* entries with a POSIX ACL: the mount enables ACLs only if some snapshot has one */
+    /* entries with a POSIX ACL, with any xattr: the mount answers xattr and ACL requests only when
+     * some snapshot has them */
+    uint64_t acl_entries, xattr_entries;
     atomic_uint_fast64_t bytes_uploaded;
     double start, last_progress;
     uint64_t vol_files, vol_dirs, vol_bytes;
@@ -461,10 +463,14 @@ static int read_file(Writer *w, int fd, const char *path, const struct stat *st,
 
 /* ---- metadata ---- */
 
-static bool has_acl(const PrNode *n) {
+static void count_xattrs(Writer *w, const PrNode *n) {
+    if (n->nxattrs == 0) return;
+    w->xattr_entries++;
     for (uint32_t i = 0; i < n->nxattrs; i++)
-        if (strncmp(n->xattrs[i].name, "system.posix_acl_", 17) == 0) return true;
-    return false;
+        if (strncmp(n->xattrs[i].name, "system.posix_acl_", 17) == 0) {
+            w->acl_entries++;
+            return;
+        }
 }
 
 static int read_xattrs(const char *path, PrNode *n) {
@@ -685,7 +691,7 @@ static int do_entry(Writer *w, const char *path, const char *name, dev_t dev, co
         report_unreadable(w, path, r);
         return 1;
     }
-    if (has_acl(n)) w->acl_entries++;
+    count_xattrs(w, n);
     const PrNode *old = old_tree ? pr_tree_find(old_tree, name) : NULL;
     switch (n->type) {
     case PR_NODE_FILE:
@@ -981,7 +987,7 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
             r = pr_log_errno(r, "cannot read the attributes of %s", vs->path);
             break;
         }
-        if (has_acl(n)) w->acl_entries++;
+        count_xattrs(w, n);
         /* the parent's tree for this volume, if any */
         PrId old_id, *old = NULL;
         const PrSnapshot *parent = find_parent(list, nlist, s->host, vs->name);
@@ -1014,6 +1020,7 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
         s->dirs += w->vol_dirs + 1;
     }
     s->acl_entries = w->acl_entries;
+    s->xattr_entries = w->xattr_entries;
     /* the root tree: one directory per volume, sorted by name */
     if (r >= 0) {
         for (uint32_t i = 1; i < root.n; i++)

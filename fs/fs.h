@@ -14,6 +14,7 @@ typedef struct PrFsOptions {
     bool foreground;            /* else fork into the background once mounted (fuse_daemonize) */
     bool debug;                 /* libfuse's request log (implies foreground) */
     bool acl;                   /* enforce POSIX ACLs even when no snapshot holds one (yet) */
+    bool xattr;                 /* answer xattr requests even when no snapshot holds one (yet) */
     unsigned refresh_seconds;   /* re-list snapshots at most this often; 0: 30 */
     size_t cache_mib;           /* memory cache of decoded blobs; 0: 64 */
     size_t disk_cache_mib;      /* disk cache of stored blobs; 0: none */

@@ -29,6 +29,8 @@ PrInode *pr_inode_ref(PrInode *i) {
 
 void pr_inode_unref(PrInode *i) {
     if (!i || atomic_fetch_sub(&i->refs, 1) != 1) return;
+    void *file = atomic_load(&i->file);
+    if (file && i->file_free) i->file_free(file);
     pr_memcache_value_unref(i->tree);
     free(i);
 }

@@ -49,6 +49,10 @@ typedef struct PrInode {
     PrCacheValue *tree; /* NODE: the flattened tree holding node (one reference, released with the inode) */
     const PrNode *node; /* NODE: borrowed from tree */
     atomic_uint dirid;  /* directories: their directory number, 0 until first needed */
+    /* files: the reader's state when the kernel does not open files (set once; freed with the
+     * inode by file_free) */
+    _Atomic(void *) file;
+    void (*file_free)(void *file);
 } PrInode;
 
 /* A new inode with refs = 1 and nlookup = 0, fields zero but ino and kind. Takes no reference on

@@ -484,6 +484,66 @@ static void fh_unref(FileHandle *h) {
     free(h);
 }
 
+/* A handle on the file of inode in (a node of type file), with one reference; it takes a reference
+ * on the inode when `pin` (an open file), not when the inode itself keeps it (no_open). */
+static FileHandle *fh_new(PrInode *in, bool pin) {
+    const PrNode *n = in->node;
+    FileHandle *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->cum = malloc(sizeof *h->cum * ((size_t)n->nchunks + 1));
+    if (!h->cum) {
+        free(h);
+        return NULL;
+    }
+    h->cum[0] = 0;
+    for (uint32_t i = 0; i < n->nchunks; i++) h->cum[i + 1] = h->cum[i] + n->chunks[i].length;
+    atomic_init(&h->refs, 1);
+    atomic_init(&h->last_end, 0);
+    atomic_init(&h->ra_next, 0);
+    h->inode = pin ? pr_inode_ref(in) : NULL;
+    h->node = n;
+    return h;
+}
+
+static void fh_free_cb(void *h) { fh_unref(h); }
+
+/* The reader's state for a read or lseek: the open file's handle, or (the kernel opens no files)
+ * the one the inode keeps, made on first use. A new reference to it, and to the inode in *ret_in
+ * (which holds the node the handle borrows). */
+static int fh_get(PrFs *fs, fuse_ino_t ino, struct fuse_file_info *fi, FileHandle **ret, PrInode **ret_in) {
+    PrInode *in = NULL;
+    if (pr_itable_get(fs->itable, ino, &in) < 0) return -ESTALE;
+    if (fi->fh) {
+        *ret = fh_ref((FileHandle *)(uintptr_t)fi->fh);
+        *ret_in = in;
+        return 0;
+    }
+    if (in->kind != PR_INODE_NODE || in->node->type != PR_NODE_FILE) {
+        int r = pr_inode_is_dir(in) ? -EISDIR : -EINVAL;
+        pr_inode_unref(in);
+        return r;
+    }
+    FileHandle *h = atomic_load(&in->file);
+    if (!h) {
+        FileHandle *fresh = fh_new(in, false);
+        if (!fresh) {
+            pr_inode_unref(in);
+            return -ENOMEM;
+        }
+        void *expected = NULL;
+        if (atomic_compare_exchange_strong(&in->file, &expected, fresh)) {
+            h = fresh;
+            in->file_free = fh_free_cb; /* read when the last reference goes, which ours is not */
+        } else {
+            fh_unref(fresh); /* another reader made it first */
+            h = expected;
+        }
+    }
+    *ret = fh_ref(h);
+    *ret_in = in;
+    return 0;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     PrFs *fs = fs_of(req);
     if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_CREAT))) return reply_err(req, -EROFS);
@@ -491,21 +551,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     if (pr_itable_get(fs->itable, ino, &in) < 0) return reply_err(req, -ESTALE);
     if (in->kind != PR_INODE_NODE || in->node->type != PR_NODE_FILE)
         return reply_err(req, pr_inode_is_dir(in) ? -EISDIR : -EINVAL);
-    const PrNode *n = in->node;
-    FileHandle *h = calloc(1, sizeof *h);
+    /* The kernel may read without opening (it keeps the page cache across opens then): ENOSYS
+     * tells it so, once; reads find their state on the inode (fh_get). */
+    if (fs->no_open) return reply_err(req, -ENOSYS);
+    FileHandle *h = fh_new(in, true);
     if (!h) return reply_err(req, -ENOMEM);
-    h->cum = malloc(sizeof *h->cum * ((size_t)n->nchunks + 1));
-    if (!h->cum) {
-        free(h);
-        return reply_err(req, -ENOMEM);
-    }
-    h->cum[0] = 0;
-    for (uint32_t i = 0; i < n->nchunks; i++) h->cum[i + 1] = h->cum[i] + n->chunks[i].length;
-    atomic_init(&h->refs, 1);
-    atomic_init(&h->last_end, 0);
-    atomic_init(&h->ra_next, 0);
-    h->inode = TAKE_PTR(in);
-    h->node = n;
     fi->fh = (uintptr_t)h;
     fi->keep_cache = 1; /* the bytes never change: keep the page cache across opens */
     fi->noflush = 1;
@@ -541,6 +591,7 @@ struct PendingRead {
     fuse_req_t req;
     PrFs *fs;
     FileHandle *h;
+    PrInode *in; /* holds the node h borrows */
     uint64_t off, end;
     uint32_t c0, n;
     double t0;
@@ -552,6 +603,7 @@ struct PendingRead {
 static void pending_free(PendingRead *p) {
     for (uint32_t i = 0; i < p->n; i++) pr_memcache_value_unref(p->slots[i].v);
     fh_unref(p->h);
+    pr_inode_unref(p->in);
     free(p);
 }
 
@@ -637,13 +689,17 @@ static void read_ahead(PrFs *fs, FileHandle *h, uint64_t off, uint64_t end, uint
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
-    (void)ino;
     PrFs *fs = fs_of(req);
-    FileHandle *h = (FileHandle *)(uintptr_t)fi->fh;
+    FileHandle *h = NULL;
+    PrInode *in = NULL;
+    int r = fh_get(fs, ino, fi, &h, &in);
+    if (r < 0) return reply_err(req, r);
     const PrNode *n = h->node;
-    if (off < 0) return reply_err(req, -EINVAL);
-    if ((uint64_t)off >= n->size || size == 0) {
-        fuse_reply_buf(req, NULL, 0);
+    if (off < 0 || (uint64_t)off >= n->size || size == 0) {
+        if (off < 0) reply_err(req, -EINVAL);
+        else fuse_reply_buf(req, NULL, 0);
+        fh_unref(h);
+        pr_inode_unref(in);
         return;
     }
     uint64_t end = MIN((uint64_t)off + size, n->size);
@@ -651,11 +707,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     pr_debug("read %s: %zu bytes at %lld (chunks %u..%u of %u)", n->name, size, (long long)off, c0, c1, n->nchunks);
     uint32_t count = c1 - c0 + 1;
     PendingRead *p = calloc(1, sizeof *p + sizeof(ReadSlot) * count);
-    if (!p) return reply_err(req, -ENOMEM);
+    if (!p) {
+        fh_unref(h);
+        pr_inode_unref(in);
+        return reply_err(req, -ENOMEM);
+    }
     p->req = req;
     p->t0 = pr_now();
     p->fs = fs;
-    p->h = fh_ref(h);
+    p->h = h;   /* the references fh_get took */
+    p->in = in;
     p->off = (uint64_t)off;
     p->end = end;
     p->c0 = c0;
@@ -685,7 +746,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     for (uint32_t i = 0; i < count && missing; i++) {
         const PrChunkRef *c = &n->chunks[c0 + i];
         if (p->slots[i].v || pr_id_is_zero(&c->id)) continue;
-        int r = pr_fetcher_want(fs->fetcher, &c->id, true, &p->slots[i].w);
+        r = pr_fetcher_want(fs->fetcher, &c->id, true, &p->slots[i].w);
         if (r < 0) {
             int expected = 0;
             atomic_compare_exchange_strong(&p->err, &expected, read_error(r));
@@ -696,9 +757,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     if (atomic_fetch_sub(&p->remaining, 1) == 1) pending_finish(p);
 }
 
+static void lseek_reply(fuse_req_t req, const FileHandle *h, off_t off, int whence);
+
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi) {
-    (void)ino;
-    FileHandle *h = (FileHandle *)(uintptr_t)fi->fh;
+    FileHandle *h = NULL;
+    PrInode *in = NULL;
+    int r = fh_get(fs_of(req), ino, fi, &h, &in);
+    if (r < 0) return reply_err(req, r);
+    lseek_reply(req, h, off, whence);
+    fh_unref(h);
+    pr_inode_unref(in);
+}
+
+static void lseek_reply(fuse_req_t req, const FileHandle *h, off_t off, int whence) {
     const PrNode *n = h->node;
     if (whence != SEEK_DATA && whence != SEEK_HOLE) return reply_err(req, -EINVAL);
     if (off < 0) return reply_err(req, -EINVAL);
@@ -718,6 +789,7 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, stru
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
     PrFs *fs = fs_of(req);
+    if (!fs->xattrs) return reply_err(req, -ENOSYS); /* see op_init */
     _cleanup_(pr_inode_unrefp) PrInode *in = NULL;
     if (pr_itable_get(fs->itable, ino, &in) < 0) return reply_err(req, -ESTALE);
     const PrNode *n = in->kind == PR_INODE_NODE ? in->node : NULL;
@@ -746,6 +818,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     PrFs *fs = fs_of(req);
+    if (!fs->xattrs) return reply_err(req, -ENOSYS); /* see op_init */
     _cleanup_(pr_inode_unrefp) PrInode *in = NULL;
     if (pr_itable_get(fs->itable, ino, &in) < 0) return reply_err(req, -ESTALE);
     const PrNode *n = in->kind == PR_INODE_NODE ? in->node : NULL;
@@ -783,10 +856,19 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
      * as a filesystem mounted noacl does: `ls -l` stops asking on the first entry (a cold `ls -lR` of
      * 100,000 files: 100,000 round trips fewer) and permissions come from the modes, as they
      * would with ACLs that do not exist. */
+    /* Likewise, when no snapshot holds any extended attribute, the first xattr request is answered
+     * ENOSYS: the kernel then answers every later one itself ("not supported") and `cp -a` costs
+     * two LISTXATTR and one GETXATTR round trips fewer per file. */
     PrFs *fs = userdata;
-    fs->acls = (conn->capable & FUSE_CAP_POSIX_ACL) && (fs->o.acl || pr_top_any_acls(fs->top));
+    bool any_acls, any_xattrs;
+    pr_top_any_xattrs(fs->top, &any_acls, &any_xattrs);
+    fs->acls = (conn->capable & FUSE_CAP_POSIX_ACL) && (fs->o.acl || any_acls);
+    fs->xattrs = fs->acls || fs->o.xattr || any_xattrs;
     if (fs->acls) conn->want |= FUSE_CAP_POSIX_ACL;
-    else pr_top_set_acls_off(fs->top);
+    pr_top_set_support(fs->top, fs->acls, fs->xattrs);
+    /* Files need no open state (it is kept per inode): without OPEN and RELEASE, `cp -a` of small
+     * files costs two round trips fewer per file. */
+    fs->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
     if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
     /* symlink targets never change (a `latest` that moves is a new inode): let the kernel keep them,

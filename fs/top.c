@@ -44,7 +44,7 @@ struct PrTop {
 
     Snap *snaps;
     uint32_t nsnaps, snaps_cap;
-    atomic_bool acls_off;
+    atomic_bool acls_off, xattrs_off;
     VNode **vnodes;
     uint32_t nvnodes, vnodes_cap;
     uint32_t *map; /* open addressing on path: vnode index + 1, 0 empty */
@@ -375,7 +375,12 @@ int pr_top_refresh(PrTop *t, bool index_used) {
             t->snaps = a;
             t->snaps_cap = cap;
         }
-        if (list[i]->acl_entries != 0 && atomic_load(&t->acls_off))
+        if (list[i]->xattr_entries != 0 && atomic_load(&t->xattrs_off))
+            pr_log(PR_LOG_WARN,
+                   "snapshot %s holds extended attributes, but this mount started without them (no snapshot "
+                   "had any): they are not shown; mount again to see them",
+                   list[i]->label);
+        else if (list[i]->acl_entries != 0 && atomic_load(&t->acls_off))
             pr_log(PR_LOG_WARN,
                    "snapshot %s holds POSIX ACLs, but this mount started without ACL support: they are shown "
                    "as attributes and not enforced; mount again to have them enforced",
@@ -590,15 +595,22 @@ const PrSnapshot *pr_top_snapshot(PrTop *t, uint32_t snap) {
     return s;
 }
 
-bool pr_top_any_acls(PrTop *t) {
+void pr_top_any_xattrs(PrTop *t, bool *ret_acls, bool *ret_xattrs) {
     pthread_rwlock_rdlock(&t->lock);
-    bool any = false;
-    for (uint32_t i = 0; i < t->nsnaps && !any; i++) any = t->snaps[i].s->acl_entries != 0;
+    bool acls = false, xattrs = false;
+    for (uint32_t i = 0; i < t->nsnaps; i++) {
+        acls = acls || t->snaps[i].s->acl_entries != 0;
+        xattrs = xattrs || t->snaps[i].s->xattr_entries != 0;
+    }
     pthread_rwlock_unlock(&t->lock);
-    return any;
+    *ret_acls = acls;
+    *ret_xattrs = xattrs;
 }
 
-void pr_top_set_acls_off(PrTop *t) { atomic_store(&t->acls_off, true); }
+void pr_top_set_support(PrTop *t, bool acls, bool xattrs) {
+    atomic_store(&t->acls_off, !acls);
+    atomic_store(&t->xattrs_off, !xattrs);
+}
 
 void pr_top_info(PrTop *t, size_t *ret_live, int64_t *ret_newest) {
     pthread_rwlock_rdlock(&t->lock);

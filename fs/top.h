@@ -76,9 +76,11 @@ int pr_top_list(PrTop *t, uint32_t dir, PrVEntry **ret, size_t *ret_n);
 int pr_top_readlink(PrTop *t, uint32_t vnode, char **ret);
 /* Borrowed, valid for the life of the top (NULL if out of range). */
 const PrSnapshot *pr_top_snapshot(PrTop *t, uint32_t snap);
-/* Whether any snapshot read so far may hold POSIX ACLs (a count above zero, or unknown). */
-bool pr_top_any_acls(PrTop *t);
-/* The mount runs without ACL support: a snapshot with ACLs that appears later gets a warning. */
-void pr_top_set_acls_off(PrTop *t);
+/* Whether any snapshot read so far may hold POSIX ACLs, extended attributes (a count above zero,
+ * or unknown). */
+void pr_top_any_xattrs(PrTop *t, bool *ret_acls, bool *ret_xattrs);
+/* The mount runs without ACL / xattr support: a snapshot with them that appears later gets a
+ * warning. */
+void pr_top_set_support(PrTop *t, bool acls, bool xattrs);
 /* Snapshot count (live), and the newest live snapshot's time (0 if none). */
 void pr_top_info(PrTop *t, size_t *ret_live, int64_t *ret_newest);

@@ -384,20 +384,33 @@ EOF
     cat "$m/snapshots/$l2/small/v" >/dev/null
     stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-int.log" INT
 
-    log "a repository without ACLs: the mount has no ACL support, unless -o acl"
+    log "a repository without xattrs: the kernel is told so once, and answers every later lookup itself"
     local plain
-    plain=$(make_repo noacl)
+    plain=$(make_repo noxattr)
     prafs_ok snapshot "$plain" v="$TMP/small2"
-    local errs='import errno, os, sys
-try: os.getxattr(sys.argv[1], "system.posix_acl_access"); print("found")
-except OSError as e: print("EOPNOTSUPP" if e.errno == errno.EOPNOTSUPP else errno.errorcode[e.errno])'
-    start_mount "$plain" "$m" "$TMP/mount-$b-noacl.log"
-    assert_eq EOPNOTSUPP "$(python3 -c "$errs" "$m/snapshots/latest/v")" "ACL lookup without ACL support"
-    assert_same_tree "$TMP/small2" "$m/snapshots/latest/v"
-    stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-noacl.log"
-    start_mount "$plain" "$m" "$TMP/mount-$b-acl.log" -o acl
-    assert_eq ENODATA "$(python3 -c "$errs" "$m/snapshots/latest/v")" "ACL lookup with -o acl"
+    # 3 entries x (ACL, SELinux label, a user attribute, the list): "no data" or "not supported"
+    local probe='import errno, os, sys
+seen = set()
+for p in sys.argv[1:]:
+    for n in ("system.posix_acl_access", "security.selinux", "user.x", None):
+        try:
+            os.listxattr(p) if n is None else os.getxattr(p, n)
+            seen.add("found")
+        except OSError as e:
+            seen.add("EOPNOTSUPP" if e.errno == errno.EOPNOTSUPP else errno.errorcode[e.errno])
+print(" ".join(sorted(seen)))'
+    local d="$m/snapshots/latest/v"
+    start_mount "$plain" "$m" "$TMP/mount-$b-noxattr.log" -d
+    [[ $(python3 -c "$probe" "$d" "$d/v" "$d/new") != *found* ]] || fail "an attribute found in a repository without any"
+    assert_same_tree "$TMP/small2" "$d"
+    stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-noxattr.log"
+    assert_le "$(grep -c 'opcode: GETXATTR' "$TMP/mount-$b-noxattr.log")" 1 "GETXATTR requests without xattrs"
+    assert_le "$(grep -c 'opcode: LISTXATTR' "$TMP/mount-$b-noxattr.log")" 1 "LISTXATTR requests without xattrs"
+    # with -o acl the requests come through (the kernel asks for each entry's ACL once)
+    start_mount "$plain" "$m" "$TMP/mount-$b-acl.log" -d -o acl
+    python3 -c "$probe" "$d" "$d/v" "$d/new" >/dev/null
     stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-acl.log"
+    assert_le 3 "$(grep -c 'opcode: GETXATTR' "$TMP/mount-$b-acl.log")" "GETXATTR requests with -o acl"
     rm -rf "$XDG_CACHE_HOME"
 }
 

@@ -67,10 +67,10 @@ run_fetch() {
     sync
     echo 3 >/proc/sys/vm/drop_caches
     timeout 300 cmp "$m/snapshots/latest/v/big" "$SRC/big" || fail "the big file reads wrong through the mount"
-    rm -rf "$TMP/out"
-    mkdir -p "$TMP/out"
-    timeout 300 cp -a "$m/snapshots/latest/v/small" "$TMP/out/" || fail "cp -a out of the mount failed"
-    assert_same_tree "$SRC/small" "$TMP/out/small"
+    rm -rf "$TMP/copy"
+    mkdir -p "$TMP/copy"
+    timeout 300 cp -a "$m/snapshots/latest/v/small" "$TMP/copy/" || fail "cp -a out of the mount failed"
+    assert_same_tree "$SRC/small" "$TMP/copy/small"
     timeout 30 fusermount3 -u "$m" || fail "fusermount3 -u failed"
     for ((i = 0; i < 200; i++)); do gone "$pid" && break; sleep 0.1; done
     gone "$pid" || fail "the mount did not exit after the unmount"

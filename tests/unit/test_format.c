@@ -354,6 +354,7 @@ static void test_snapshot_roundtrip(void **state) {
     s.bytes_read = 77;
     s.program_version = "0.1.0";
     s.acl_entries = 7;
+    s.xattr_entries = 9;
     void *data;
     size_t len;
     assert_int_equal(pr_snapshot_encode(&keys, &s, &data, &len), 0);
@@ -367,6 +368,7 @@ static void test_snapshot_roundtrip(void **state) {
     assert_string_equal(back->volumes[0].name, "glpi_data");
     assert_int_equal(back->volumes[0].bytes, 12345);
     assert_int_equal(back->acl_entries, 7);
+    assert_int_equal(back->xattr_entries, 9);
     assert_int_equal(back->bytes_read, 77);
     uint8_t h[32];
     pr_sha256(data, len, h);
