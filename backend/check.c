@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "backend/check.h"
+#include "backend/index_files.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,7 +64,7 @@ static int idmap_put(IdMap *m, const PrId *id, uint32_t val) {
 
 typedef struct Pack {
     PrId id;
-    PrBlobRef *blobs;
+    const PrBlobRef *blobs; /* borrowed from Check.index */
     uint32_t n;
     uint32_t index_file; /* the first index file naming it */
     bool present;
@@ -93,11 +94,9 @@ typedef struct Check {
     PrCheckStats st;
     PrSnapshot **snaps;
     size_t nsnaps;
-    char **index_keys;
-    size_t nindex;
-    Pack *packs;
-    size_t npacks, pcap;
-    uint32_t cur_index;
+    PrPackIndex index;
+    Pack *packs; /* packs[i] is index.packs[i] */
+    size_t npacks;
     Entry *entries;
     size_t nentries;
     Bad *bad;
@@ -157,36 +156,11 @@ static const char *bad_reason(const Check *c, const PrId *id) {
     return v ? c->bad[v - 1].reason : NULL;
 }
 
-typedef struct Keys {
-    char **v;
-    uint64_t *sizes;
-    size_t n;
-} Keys;
-
-static int collect(const char *key, uint64_t size, void *ud) {
-    Keys *k = ud;
-    char **v = realloc(k->v, sizeof *v * (k->n + 1));
-    if (!v) return -ENOMEM;
-    k->v = v;
-    uint64_t *s = realloc(k->sizes, sizeof *s * (k->n + 1));
-    if (!s) return -ENOMEM;
-    k->sizes = s;
-    if (!(k->v[k->n] = strdup(key))) return -ENOMEM;
-    k->sizes[k->n++] = size;
-    return 0;
-}
-
-static void keys_clear(Keys *k) {
-    for (size_t i = 0; i < k->n; i++) free(k->v[i]);
-    free(k->v);
-    free(k->sizes);
-}
-
 /* ---- snapshots ---- */
 
 static int load_snapshots(Check *c) {
-    _cleanup_(keys_clear) Keys kl = {0};
-    int k = pr_store_list(c->store, "snapshots/", collect, &kl);
+    _cleanup_(pr_key_list_clear) PrKeyList kl = {0};
+    int k = pr_store_list(c->store, "snapshots/", pr_key_list_add, &kl);
     if (k < 0) return pr_log_errno(k, "cannot list the snapshots of %s", c->store->location);
     c->snaps = calloc(kl.n ? kl.n : 1, sizeof *c->snaps);
     if (!c->snaps) return -ENOMEM;
@@ -223,45 +197,8 @@ static int load_snapshots(Check *c) {
 
 /* ---- index ---- */
 
-static int add_pack(const PrIndexPack *ip, void *ud) {
-    Check *c = ud;
-    if (c->npacks == c->pcap) {
-        size_t cap = c->pcap ? c->pcap * 2 : 256;
-        Pack *v = realloc(c->packs, sizeof *v * cap);
-        if (!v) return -ENOMEM;
-        c->packs = v;
-        c->pcap = cap;
-    }
-    Pack *p = &c->packs[c->npacks];
-    *p = (Pack){.id = ip->pack, .n = ip->n, .index_file = c->cur_index};
-    p->blobs = malloc(sizeof *p->blobs * (ip->n ? ip->n : 1));
-    if (!p->blobs) return -ENOMEM;
-    memcpy(p->blobs, ip->blobs, sizeof *p->blobs * ip->n);
-    c->npacks++;
-    return 0;
-}
-
-static int cmp_pack(const void *a, const void *b) {
-    const Pack *x = a, *y = b;
-    int r = memcmp(x->id.b, y->id.b, PR_ID_LEN);
-    if (r) return r;
-    return x->index_file < y->index_file ? -1 : x->index_file > y->index_file;
-}
-
 static int cmp_entry(const void *a, const void *b) {
     return memcmp(((const Entry *)a)->id.b, ((const Entry *)b)->id.b, PR_ID_LEN);
-}
-
-static ssize_t find_pack(const Check *c, const PrId *id) {
-    size_t lo = 0, hi = c->npacks;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int r = memcmp(c->packs[mid].id.b, id->b, PR_ID_LEN);
-        if (r == 0) return (ssize_t)mid;
-        if (r < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return -1;
 }
 
 static const Entry *find_entry(const Check *c, const PrId *id) {
@@ -274,49 +211,32 @@ static const Entry *find_entry(const Check *c, const PrId *id) {
     return lo < c->nentries && memcmp(c->entries[lo].id.b, id->b, PR_ID_LEN) == 0 ? &c->entries[lo] : NULL;
 }
 
+/* A damaged index file is an error to report, and the check goes on without it. */
+static int index_damaged(const char *key, int err, void *ud) {
+    Check *c = ud;
+    if (err == -ENOMEM) return err;
+    report(c, true, "%s: index file does not decode (damaged): %s", key, strerror(-err));
+    c->st.errors++;
+    return 0;
+}
+
+static void index_progress(size_t done, size_t total, void *ud) { progress(ud, "index", done, total, false); }
+
 static int load_index(Check *c) {
-    Keys kl = {0};
-    int k = pr_store_list(c->store, "index/", collect, &kl);
-    if (k < 0) {
-        keys_clear(&kl);
-        return pr_log_errno(k, "cannot list the index of %s", c->store->location);
-    }
-    c->index_keys = kl.v;
-    c->nindex = kl.n;
-    free(kl.sizes);
-    c->st.index_files = kl.n;
-    for (size_t i = 0; i < c->nindex; i++) {
-        progress(c, "index", i, c->nindex, false);
-        _cleanup_free_ void *data = NULL;
-        size_t len;
-        const char *key = c->index_keys[i];
-        k = pr_store_get(c->store, key, 0, META_MAX, &data, &len);
-        if (k == -ENOENT) continue; /* replaced by a prune meanwhile */
-        if (k < 0) return pr_log_errno(k, "cannot read %s", key);
-        size_t before = c->npacks;
-        c->cur_index = (uint32_t)i;
-        k = pr_index_file_decode(pr_repo_keys(c->repo), data, len, add_pack, c);
-        if (k == -ENOMEM) return k;
-        if (k < 0) {
-            for (size_t j = before; j < c->npacks; j++) free(c->packs[j].blobs);
-            c->npacks = before;
-            report(c, true, "%s: index file does not decode (damaged): %s", key, strerror(-k));
-            c->st.errors++;
-        }
-    }
-    if (c->npacks) qsort(c->packs, c->npacks, sizeof *c->packs, cmp_pack);
-    size_t w = 0;
-    for (size_t i = 0; i < c->npacks; i++) {
-        if (w && memcmp(c->packs[w - 1].id.b, c->packs[i].id.b, PR_ID_LEN) == 0) {
-            free(c->packs[i].blobs);
-            continue;
-        }
-        c->packs[w++] = c->packs[i];
-    }
-    c->npacks = w;
-    c->st.packs = w;
+    const PrPackIndexOptions o = {
+        .missing_ok = true, .damaged = index_damaged, .progress = index_progress, .userdata = c};
+    int k = pr_pack_index_load(c->repo, &o, &c->index);
+    c->st.index_files = c->index.files.n;
+    if (k < 0) return k;
+    c->packs = calloc(c->index.npacks ? c->index.npacks : 1, sizeof *c->packs);
+    if (!c->packs) return -ENOMEM;
     size_t n = 0;
-    for (size_t i = 0; i < c->npacks; i++) n += c->packs[i].n;
+    for (size_t i = 0; i < c->index.npacks; i++) {
+        const PrIndexedPack *ip = &c->index.packs[i];
+        c->packs[c->npacks++] = (Pack){.id = ip->id, .blobs = ip->blobs, .n = ip->n, .index_file = ip->file};
+        n += ip->n;
+    }
+    c->st.packs = c->npacks;
     c->entries = calloc(n ? n : 1, sizeof *c->entries);
     if (!c->entries) return -ENOMEM;
     for (size_t i = 0; i < c->npacks; i++) {
@@ -329,7 +249,7 @@ static int load_index(Check *c) {
                 char hex[65];
                 pr_hex(b->id.b, PR_ID_LEN, hex);
                 report(c, true, "%s: names blob %s in %s with impossible values (type %u, length %u, raw length %u)",
-                       c->index_keys[p->index_file], hex, key, b->type, b->length, b->raw_length);
+                       c->index.files.v[p->index_file], hex, key, b->type, b->length, b->raw_length);
                 c->st.errors++;
             }
             p->need = MAX(p->need, (uint64_t)b->offset + b->length + 4 + PR_SEAL_OVERHEAD + 4);
@@ -342,21 +262,15 @@ static int load_index(Check *c) {
 
 /* ---- packs present ---- */
 
-static int parse_pack_key(const char *key, PrId *ret) {
-    if (strncmp(key, "data/", 5) != 0 || strlen(key) != 5 + 3 + 64 || key[7] != '/') return -EINVAL;
-    if (strncmp(key + 5, key + 8, 2) != 0) return -EINVAL;
-    return pr_unhex(key + 8, ret->b, PR_ID_LEN);
-}
-
 static int list_data(const char *key, uint64_t size, void *ud) {
     Check *c = ud;
     PrId id;
-    if (parse_pack_key(key, &id) < 0) {
+    if (pr_pack_key_parse(key, &id) < 0) {
         report(c, false, "%s: not a pack name", key);
         c->st.warnings++;
         return 0;
     }
-    ssize_t i = find_pack(c, &id);
+    ssize_t i = pr_pack_index_find(&c->index, &id); /* packs[i] is index.packs[i] */
     if (i < 0) {
         c->st.packs_unreferenced++;
         pr_debug("%s is in no index", key);
@@ -375,12 +289,12 @@ static int check_packs(Check *c) {
         char key[PR_PACK_KEY_MAX];
         pr_pack_key(&p->id, key);
         if (!p->present) {
-            report(c, true, "%s: pack is missing (named by %s, %u blobs)", key, c->index_keys[p->index_file], p->n);
+            report(c, true, "%s: pack is missing (named by %s, %u blobs)", key, c->index.files.v[p->index_file], p->n);
             c->st.errors++;
             p->bad = true;
         } else if (p->size < p->need) {
             report(c, true, "%s: pack is %llu bytes, but %s places blobs in it up to byte %llu (truncated)", key,
-                   (unsigned long long)p->size, c->index_keys[p->index_file],
+                   (unsigned long long)p->size, c->index.files.v[p->index_file],
                    (unsigned long long)(p->need - 4 - PR_SEAL_OVERHEAD - 4));
             c->st.errors++;
             p->bad = true;
@@ -538,7 +452,7 @@ static int read_pack(Check *c, Pack *p) {
     size_t len;
     int k = pr_store_get(c->store, key, 0, 0, (void **)&data, &len);
     if (k == -ENOENT) {
-        report(c, true, "%s: pack is missing (named by %s)", key, c->index_keys[p->index_file]);
+        report(c, true, "%s: pack is missing (named by %s)", key, c->index.files.v[p->index_file]);
         c->st.errors++;
         p->bad = true;
         for (uint32_t j = 0; j < p->n; j++)
@@ -575,7 +489,7 @@ static int read_pack(Check *c, Pack *p) {
                    idx[j].raw_length == trailer[j].raw_length;
         if (!same) {
             report(c, true, "%s: pack trailer (%u blobs) and %s (%u blobs) disagree", key, tn,
-                   c->index_keys[p->index_file], p->n);
+                   c->index.files.v[p->index_file], p->n);
             c->st.errors++;
         }
     }
@@ -723,9 +637,7 @@ int pr_check(PrRepo *r, const PrCheckOptions *opts, PrCheckStats *ret_stats) {
 
     if (ret_stats) *ret_stats = c.st;
     pr_snapshot_list_free(c.snaps, c.nsnaps);
-    for (size_t i = 0; i < c.nindex; i++) free(c.index_keys[i]);
-    free(c.index_keys);
-    for (size_t i = 0; i < c.npacks; i++) free(c.packs[i].blobs);
+    pr_pack_index_clear(&c.index);
     free(c.packs);
     free(c.entries);
     for (size_t i = 0; i < c.nbad; i++) free(c.bad[i].reason);

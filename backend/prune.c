@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "backend/prune.h"
+#include "backend/index_files.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -8,7 +9,6 @@
 
 #include "cache/util.h"
 
-#define META_MAX (256u << 20)
 #define INDEX_FILE_BLOBS 200000 /* blob refs per new index file (~9 MB) */
 #define TINY_MERGE_COUNT 8      /* merge small packs of one type once there are this many */
 
@@ -16,7 +16,7 @@ enum { ACT_KEEP, ACT_REPACK, ACT_DELETE, ACT_DROP };
 
 typedef struct Pack {
     PrId id;
-    PrBlobRef *blobs;
+    PrBlobRef *blobs; /* borrowed from Prune.index */
     uint32_t n;
     bool present;  /* listed in data/ */
     uint64_t size; /* from the listing */
@@ -33,21 +33,15 @@ typedef struct Entry {
     bool keep; /* this copy is the one kept */
 } Entry;
 
-typedef struct Str {
-    char **v;
-    uint64_t *sizes;
-    size_t n;
-} Str;
-
 typedef struct Prune {
     PrRepo *repo;
     const PrPruneOptions *opts;
     PrPruneStats st;
-    Pack *packs;
-    size_t npacks, pcap;
+    PrPackIndex index; /* the index files read, and what they say */
+    Pack *packs; /* packs[i] is index.packs[i] */
+    size_t npacks;
     Entry *entries;
     size_t nentries;
-    Str index_keys;
     PrId *unreferenced; /* packs in data/ that no index names */
     uint64_t *unreferenced_size;
     size_t nunref, unrefcap;
@@ -56,25 +50,6 @@ typedef struct Prune {
     uint64_t written_bytes, new_index_bytes;
     double last_progress;
 } Prune;
-
-static void str_clear(Str *s) {
-    for (size_t i = 0; i < s->n; i++) free(s->v[i]);
-    free(s->v);
-    free(s->sizes);
-}
-
-static int collect(const char *key, uint64_t size, void *ud) {
-    Str *s = ud;
-    char **v = realloc(s->v, sizeof *v * (s->n + 1));
-    if (!v) return -ENOMEM;
-    s->v = v;
-    uint64_t *z = realloc(s->sizes, sizeof *z * (s->n + 1));
-    if (!z) return -ENOMEM;
-    s->sizes = z;
-    if (!(s->v[s->n] = strdup(key))) return -ENOMEM;
-    s->sizes[s->n++] = size;
-    return 0;
-}
 
 static void test_pause(const char *phase) {
     const char *want = getenv("PRAFS_TEST_PRUNE_PAUSE");
@@ -100,44 +75,11 @@ static void progress(Prune *p, const char *phase, uint64_t done, uint64_t total,
 
 /* ---- loading the index, as files ---- */
 
-static int add_pack(const PrIndexPack *ip, void *ud) {
-    Prune *p = ud;
-    if (p->npacks == p->pcap) {
-        size_t cap = p->pcap ? p->pcap * 2 : 256;
-        Pack *v = realloc(p->packs, sizeof *v * cap);
-        if (!v) return -ENOMEM;
-        p->packs = v;
-        p->pcap = cap;
-    }
-    Pack *k = &p->packs[p->npacks];
-    *k = (Pack){.id = ip->pack, .n = ip->n};
-    k->blobs = malloc(sizeof *k->blobs * (ip->n ? ip->n : 1));
-    if (!k->blobs) return -ENOMEM;
-    memcpy(k->blobs, ip->blobs, sizeof *k->blobs * ip->n);
-    p->npacks++;
-    return 0;
-}
-
-static int cmp_pack(const void *a, const void *b) {
-    return memcmp(((const Pack *)a)->id.b, ((const Pack *)b)->id.b, PR_ID_LEN);
-}
 static int cmp_entry(const void *a, const void *b) {
     const Entry *x = a, *y = b;
     int c = memcmp(x->id.b, y->id.b, PR_ID_LEN);
     if (c) return c;
     return x->pack < y->pack ? -1 : x->pack > y->pack;
-}
-
-static ssize_t find_pack(const Prune *p, const PrId *id) {
-    size_t lo = 0, hi = p->npacks;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(p->packs[mid].id.b, id->b, PR_ID_LEN);
-        if (c == 0) return (ssize_t)mid;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return -1;
 }
 
 /* First entry with this id, or -1. */
@@ -151,35 +93,29 @@ static ssize_t find_entry(const Prune *p, const PrId *id) {
     return lo < p->nentries && memcmp(p->entries[lo].id.b, id->b, PR_ID_LEN) == 0 ? (ssize_t)lo : -1;
 }
 
+/* What the packs of a damaged index file hold is unknown: prune could delete data a snapshot needs. */
+static int index_damaged(const char *key, int err, void *ud) {
+    (void)ud;
+    return pr_log_errno(err, "index file %s is damaged: prune refuses to run (see 'prafs check')", key);
+}
+
 static int load_index(Prune *p) {
-    PrStore *store = pr_repo_store(p->repo);
-    int k = pr_store_list(store, "index/", collect, &p->index_keys);
-    if (k < 0) return pr_log_errno(k, "cannot list the index of %s", store->location);
-    for (size_t i = 0; i < p->index_keys.n; i++) {
-        _cleanup_free_ void *data = NULL;
-        size_t len;
-        const char *key = p->index_keys.v[i];
-        k = pr_store_get(store, key, 0, META_MAX, &data, &len);
-        if (k < 0) return pr_log_errno(k, "cannot read %s", key);
-        k = pr_index_file_decode(pr_repo_keys(p->repo), data, len, add_pack, p);
-        if (k < 0) return pr_log_errno(k, "index file %s is damaged: prune refuses to run (see 'prafs check')", key);
-        p->st.bytes_before += len;
-    }
-    p->st.index_files_read = p->index_keys.n;
-    /* a pack named by two index files (a prune killed after publishing) is one pack */
-    if (p->npacks) qsort(p->packs, p->npacks, sizeof *p->packs, cmp_pack);
-    size_t w = 0;
-    for (size_t i = 0; i < p->npacks; i++) {
-        if (w && memcmp(p->packs[w - 1].id.b, p->packs[i].id.b, PR_ID_LEN) == 0) {
-            free(p->packs[i].blobs);
-            continue;
-        }
-        p->packs[w++] = p->packs[i];
-    }
-    p->npacks = w;
-    p->st.packs_before = w;
+    /* no missing_ok: an index file that cannot be read, even one gone, stops prune, which must know
+     * every pack the index names before it deletes any */
+    const PrPackIndexOptions o = {.damaged = index_damaged};
+    int k = pr_pack_index_load(p->repo, &o, &p->index);
+    p->st.bytes_before += p->index.bytes_read;
+    if (k < 0) return k;
+    p->st.index_files_read = p->index.files.n;
+    p->packs = calloc(p->index.npacks ? p->index.npacks : 1, sizeof *p->packs);
+    if (!p->packs) return -ENOMEM;
     size_t n = 0;
-    for (size_t i = 0; i < p->npacks; i++) n += p->packs[i].n;
+    for (size_t i = 0; i < p->index.npacks; i++) {
+        const PrIndexedPack *ip = &p->index.packs[i];
+        p->packs[p->npacks++] = (Pack){.id = ip->id, .blobs = ip->blobs, .n = ip->n};
+        n += ip->n;
+    }
+    p->st.packs_before = p->npacks;
     p->entries = calloc(n ? n : 1, sizeof *p->entries);
     if (!p->entries) return -ENOMEM;
     for (size_t i = 0; i < p->npacks; i++)
@@ -191,22 +127,15 @@ static int load_index(Prune *p) {
 
 /* ---- listing data/ ---- */
 
-static int parse_pack_key(const char *key, PrId *ret) {
-    /* data/xx/<64 hex> */
-    if (strncmp(key, "data/", 5) != 0 || strlen(key) != 5 + 3 + 64 || key[7] != '/') return -EINVAL;
-    if (strncmp(key + 5, key + 8, 2) != 0) return -EINVAL;
-    return pr_unhex(key + 8, ret->b, PR_ID_LEN);
-}
-
 static int list_data(const char *key, uint64_t size, void *ud) {
     Prune *p = ud;
     PrId id;
-    if (parse_pack_key(key, &id) < 0) {
+    if (pr_pack_key_parse(key, &id) < 0) {
         pr_log(PR_LOG_WARN, "%s is not a pack name: left alone", key);
         return 0;
     }
     p->st.bytes_before += size;
-    ssize_t i = find_pack(p, &id);
+    ssize_t i = pr_pack_index_find(&p->index, &id); /* packs[i] is index.packs[i] */
     if (i >= 0) {
         p->packs[i].present = true;
         p->packs[i].size = size;
@@ -509,7 +438,7 @@ static int repack_one(Prune *p, Pack *k, Out out[2]) {
 
 /* ---- the new index ---- */
 
-static int put_index_file(Prune *p, const PrIndexPack *packs, uint32_t n, Str *written) {
+static int put_index_file(Prune *p, const PrIndexPack *packs, uint32_t n, PrKeyList *written) {
     _cleanup_free_ void *data = NULL;
     size_t len;
     int k = pr_index_file_encode(pr_repo_keys(p->repo), packs, n, &data, &len);
@@ -523,11 +452,11 @@ static int put_index_file(Prune *p, const PrIndexPack *packs, uint32_t n, Str *w
     if (k < 0) return pr_log_errno(k, "cannot store %s", key);
     p->new_index_bytes += len;
     p->st.index_files_written++;
-    return collect(key, len, written);
+    return pr_key_list_add(key, len, written);
 }
 
 /* Every kept pack (with all its entries) and every new pack, in index files of bounded size. */
-static int publish_index(Prune *p, Str *written) {
+static int publish_index(Prune *p, PrKeyList *written) {
     size_t total = 0;
     for (size_t i = 0; i < p->npacks; i++) total += p->packs[i].action == ACT_KEEP;
     total += p->nwritten;
@@ -557,7 +486,7 @@ static int publish_index(Prune *p, Str *written) {
 
 /* ---- the whole ---- */
 
-static bool in_str(const Str *s, const char *key) {
+static bool in_str(const PrKeyList *s, const char *key) {
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(s->v[i], key) == 0) return true;
     return false;
@@ -570,7 +499,7 @@ int pr_prune(PrRepo *r, const PrPruneOptions *opts, PrPruneStats *ret_stats) {
         return -ENOLCK;
     }
     Prune p = {.repo = r, .opts = opts};
-    Str new_index = {0};
+    PrKeyList new_index = {0};
     PrSnapshot **snaps = NULL;
     size_t nsnaps = 0;
     Out out[2] = {{0}, {0}};
@@ -597,7 +526,7 @@ int pr_prune(PrRepo *r, const PrPruneOptions *opts, PrPruneStats *ret_stats) {
         for (size_t i = 0; i < p.npacks; i++)
             if (p.packs[i].action == ACT_KEEP) after += p.packs[i].size;
         after += p.st.bytes_repacked; /* about what the new packs will hold */
-        for (size_t i = 0; i < p.index_keys.n; i++) after += p.index_keys.sizes[i];
+        for (size_t i = 0; i < p.index.files.n; i++) after += p.index.files.sizes[i];
         p.st.bytes_after = after;
         p.st.packs_after = p.st.packs_kept + (p.st.bytes_repacked + pr_repo_config(r)->pack_size - 1) /
                                                  pr_repo_config(r)->pack_size;
@@ -622,11 +551,11 @@ int pr_prune(PrRepo *r, const PrPruneOptions *opts, PrPruneStats *ret_stats) {
         if ((k = publish_index(&p, &new_index)) < 0) goto out;
         test_pause("index");
         if ((k = pr_lock_check(opts->lock)) < 0) goto out;
-        for (size_t i = 0; i < p.index_keys.n; i++) {
-            if (in_str(&new_index, p.index_keys.v[i])) continue;
-            k = pr_store_del(store, p.index_keys.v[i]);
+        for (size_t i = 0; i < p.index.files.n; i++) {
+            if (in_str(&new_index, p.index.files.v[i])) continue;
+            k = pr_store_del(store, p.index.files.v[i]);
             if (k < 0) {
-                k = pr_log_errno(k, "cannot delete %s", p.index_keys.v[i]);
+                k = pr_log_errno(k, "cannot delete %s", p.index.files.v[i]);
                 goto out;
             }
         }
@@ -662,7 +591,7 @@ int pr_prune(PrRepo *r, const PrPruneOptions *opts, PrPruneStats *ret_stats) {
         if (p.packs[i].action == ACT_KEEP) after += p.packs[i].size;
     if (change) after += p.new_index_bytes;
     else
-        for (size_t i = 0; i < p.index_keys.n; i++) after += p.index_keys.sizes[i];
+        for (size_t i = 0; i < p.index.files.n; i++) after += p.index.files.sizes[i];
     p.st.bytes_after = after;
     p.st.packs_after = p.st.packs_kept + p.st.packs_written;
     /* locks of killed processes: garbage like the rest (acquiring ignores them already) */
@@ -682,13 +611,12 @@ out:
     }
     for (size_t i = 0; i < p.nwritten; i++) free(p.written[i].blobs);
     free(p.written);
-    for (size_t i = 0; i < p.npacks; i++) free(p.packs[i].blobs);
+    pr_pack_index_clear(&p.index);
     free(p.packs);
     free(p.entries);
     free(p.unreferenced);
     free(p.unreferenced_size);
-    str_clear(&p.index_keys);
-    str_clear(&new_index);
+    pr_key_list_clear(&new_index);
     pr_snapshot_list_free(snaps, nsnaps);
     return k;
 }

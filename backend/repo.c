@@ -55,6 +55,13 @@ void pr_pack_key(const PrId *pack, char *buf) {
     snprintf(buf, PR_PACK_KEY_MAX, "data/%.2s/%s", hex, hex);
 }
 
+int pr_pack_key_parse(const char *key, PrId *ret) {
+    /* data/xx/<64 hex> */
+    if (strncmp(key, "data/", 5) != 0 || strlen(key) != 5 + 3 + 64 || key[7] != '/') return -EINVAL;
+    if (strncmp(key + 5, key + 8, 2) != 0) return -EINVAL;
+    return pr_unhex(key + 8, ret->b, PR_ID_LEN);
+}
+
 PrRepo *pr_repo_ref(PrRepo *r) {
     if (r) atomic_fetch_add(&r->refs, 1);
     return r;

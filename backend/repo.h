@@ -39,6 +39,8 @@ const PrChunker *pr_repo_chunker(PrRepo *r);
 /* "data/ab/abcd..." for a pack id. */
 void pr_pack_key(const PrId *pack, char *buf); /* buf: PR_PACK_KEY_MAX bytes */
 #define PR_PACK_KEY_MAX 80
+/* The pack id of such a key; -EINVAL for any other key (as a listing of data/ may hold). */
+int pr_pack_key_parse(const char *key, PrId *ret);
 
 /* Loads every index file (once; later calls are no-ops unless reload is set). */
 int pr_repo_load_index(PrRepo *r, bool reload);

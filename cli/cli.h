@@ -31,12 +31,20 @@ int cli_usage(const char *usage);
 int cli_password(bool confirm, char **ret);
 int cli_open_store(const char *location, PrStore **ret);
 int cli_open_repo(const char *location, PrRepo **ret);
+/* The start of a command whose one argument is REPO: parses the options (as cli_parse, no short
+ * ones), wants exactly one argument and opens the repository. 0, or the exit status to return (the
+ * reason printed). */
+int cli_parse_open_repo(int argc, char **argv, const char *usage, const void *longopts, CliOptFn fn, void *userdata,
+                        PrRepo **ret);
 /* Splits "SNAPSHOT[:PATH]" and finds the snapshot. */
 int cli_find_snapshot(PrRepo *repo, const char *spec, PrSnapshot **ret_snap, char **ret_path);
 
 void cli_human_bytes(uint64_t n, char *buf, size_t size);
 void cli_json_string(FILE *f, const char *s);
 bool cli_progress_enabled(void);
+/* After an operation that may have shown progress: clears the progress line (when `progress`) and,
+ * if the operation failed (r < 0), prints "prafs: <failed>" on stderr. True if it failed. */
+bool cli_progress_done(bool progress, int r, const char *failed);
 
 int cmd_init(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);

@@ -82,13 +82,9 @@ int cmd_check(int argc, char **argv) {
         {0},
     };
     Opts o = {.lock_wait = cli_lock_wait()};
-    char **args;
-    int nargs;
-    int r = cli_parse(argc, argv, USAGE, NULL, longopts, opt, &o, &args, &nargs);
-    if (r) return r;
-    if (nargs != 1) return cli_usage(USAGE);
     _cleanup_(pr_repo_unrefp) PrRepo *repo = NULL;
-    if (cli_open_repo(args[0], &repo) < 0) return EXIT_ERROR;
+    int r = cli_parse_open_repo(argc, argv, USAGE, longopts, opt, &o, &repo);
+    if (r) return r;
     /* a shared lock: writers may go on, a prune may not pull packs away meanwhile */
     _cleanup_(pr_lock_releasep) PrLock *lock = NULL;
     if (!o.no_lock && pr_lock_acquire(repo, false, o.lock_wait, &lock) < 0) return EXIT_ERROR;

@@ -85,12 +85,9 @@ int cli_run_prune(PrRepo *repo, PrLock *lock, bool dry_run, double max_unused_pc
     PrPruneStats st = {0};
     double t0 = pr_now();
     int r = pr_prune(repo, &po, &st);
-    if (prog) fputs("\r\033[K", stderr);
-    if (r < 0) {
-        fprintf(stderr, "prafs: prune failed; the repository is as safe as before (run prune again once the "
-                        "cause is fixed)\n");
+    if (cli_progress_done(prog, r, "prune failed; the repository is as safe as before (run prune again once the "
+                                   "cause is fixed)"))
         return EXIT_ERROR;
-    }
     char before[32], after[32], freed[32], repacked[32];
     cli_human_bytes(st.bytes_before, before, sizeof before);
     cli_human_bytes(st.bytes_after, after, sizeof after);
@@ -119,13 +116,9 @@ int cmd_prune(int argc, char **argv) {
         {0},
     };
     Opts o = {.lock_wait = cli_lock_wait()};
-    char **args;
-    int nargs;
-    int r = cli_parse(argc, argv, USAGE, NULL, longopts, opt, &o, &args, &nargs);
-    if (r) return r;
-    if (nargs != 1) return cli_usage(USAGE);
     _cleanup_(pr_repo_unrefp) PrRepo *repo = NULL;
-    if (cli_open_repo(args[0], &repo) < 0) return EXIT_ERROR;
+    int r = cli_parse_open_repo(argc, argv, USAGE, longopts, opt, &o, &repo);
+    if (r) return r;
     _cleanup_(pr_lock_releasep) PrLock *lock = NULL;
     if (!o.dry_run && pr_lock_acquire(repo, true, o.lock_wait, &lock) < 0) return EXIT_ERROR;
     return cli_run_prune(repo, lock, o.dry_run, o.max_unused);

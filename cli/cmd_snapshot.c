@@ -97,12 +97,9 @@ int cmd_snapshot(int argc, char **argv) {
     if (pr_lock_acquire(repo, false, cli_lock_wait(), &lock) < 0) return EXIT_ERROR;
     r = pr_writer_snapshot(repo, &wo, &s);
     pr_lock_release(TAKE_PTR(lock));
-    if (prog) fputs("\r\033[K", stderr);
-    if (r < 0) {
-        fprintf(stderr, "prafs: snapshot failed; nothing was published (the repository is unchanged but for "
-                        "unreferenced data that prune removes)\n");
+    if (cli_progress_done(prog, r, "snapshot failed; nothing was published (the repository is unchanged but for "
+                                   "unreferenced data that prune removes)"))
         return EXIT_ERROR;
-    }
     char hex[65], rd[32], nw[32], up[32];
     pr_hex(s->id.b, PR_ID_LEN, hex);
     cli_human_bytes(s->bytes_read, rd, sizeof rd);

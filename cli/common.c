@@ -159,6 +159,17 @@ int cli_open_repo(const char *location, PrRepo **ret) {
     return pr_repo_open(store, pw, ret);
 }
 
+int cli_parse_open_repo(int argc, char **argv, const char *usage, const void *longopts, CliOptFn fn, void *userdata,
+                        PrRepo **ret) {
+    char **args;
+    int nargs;
+    int r = cli_parse(argc, argv, usage, NULL, longopts, fn, userdata, &args, &nargs);
+    if (r) return r;
+    if (nargs != 1) return cli_usage(usage);
+    if (cli_open_repo(args[0], ret) < 0) return EXIT_ERROR;
+    return EXIT_OK;
+}
+
 int cli_find_snapshot(PrRepo *repo, const char *spec, PrSnapshot **ret_snap, char **ret_path) {
     /* the label contains ':' (the time), so split at the first ':' after a plausible label */
     _cleanup_free_ char *copy = strdup(spec);
@@ -213,3 +224,10 @@ void cli_json_string(FILE *f, const char *s) {
 }
 
 bool cli_progress_enabled(void) { return !cli.quiet && isatty(STDERR_FILENO); }
+
+bool cli_progress_done(bool progress, int r, const char *failed) {
+    if (progress) fputs("\r\033[K", stderr);
+    if (r >= 0) return false;
+    fprintf(stderr, "prafs: %s\n", failed);
+    return true;
+}

@@ -29,18 +29,6 @@ write_random "$TMP/A3/only3" $((2 * MiB)) only3
 mkdir -p "$TMP/B"
 write_random "$TMP/B/b.bin" $((3 * MiB)) bfile
 
-# restores_exactly REPO ID SOURCE: the snapshot's volume "vol" equals SOURCE.
-restores_exactly() {
-    local repo=$1 id=$2 src=$3 vol=${4:-vol}
-    rm -rf "$TMP/restore"
-    export XDG_CACHE_HOME="$TMP/cache-restore"
-    rm -rf "$XDG_CACHE_HOME"
-    prafs_ok restore "$repo" "$id" "$TMP/restore"
-    assert_same_tree "$src" "$TMP/restore/$vol"
-    rm -rf "$TMP/restore"
-    export XDG_CACHE_HOME="$TMP/cache"
-}
-
 check_clean() {
     prafs_ok check "$1" --read-data
     assert_contains "$TMP/err" "no errors found" "check --read-data after prune"
@@ -110,9 +98,9 @@ $s3")
     assert_le "$shrink" $((24 * MiB + 512 * KiB)) "bytes freed beyond what only the forgotten snapshot used"
     [[ -z $(repo_objects "$repo" locks | grep -v '/\.tmp-' || true) ]] || fail "locks left behind: $(repo_objects "$repo" locks)"
     check_clean "$repo"
-    restores_exactly "$repo" "$s2" "$TMP/A2"
-    restores_exactly "$repo" "$s3" "$TMP/A2"
-    restores_exactly "$repo" "$s4" "$TMP/B" other
+    restore_same "$repo" "$s2" "$TMP/A2"
+    restore_same "$repo" "$s3" "$TMP/A2"
+    restore_same "$repo" "$s4" "$TMP/B" other
 
     log "forget --prune of a snapshot whose data a kept one shares frees (almost) nothing"
     prafs_ok forget "$repo" --keep-last 1 --prune
@@ -121,7 +109,7 @@ $s3")
     assert_le 1 $((size1 - size2)) "bytes freed by forgetting a snapshot (its manifest at least)"
     assert_lt $((size1 - size2)) $((64 * KiB)) "bytes freed by forgetting a snapshot that shares all its data"
     check_clean "$repo"
-    restores_exactly "$repo" "$s3" "$TMP/A2"
+    restore_same "$repo" "$s3" "$TMP/A2"
 
     log "a new state, then forget --prune (default threshold) of the one holding only2"
     prafs_ok snapshot "$repo" --host h1 --tag daily vol="$TMP/A3"
@@ -136,8 +124,8 @@ $s4")
     assert_le $((12 * MiB)) $((before - after)) "bytes freed by forgetting the only snapshot holding only2"
     assert_le $((before - after)) $((12 * MiB + 512 * KiB)) "bytes freed beyond only2"
     check_clean "$repo"
-    restores_exactly "$repo" "$s5" "$TMP/A3"
-    restores_exactly "$repo" "$s4" "$TMP/B" other
+    restore_same "$repo" "$s5" "$TMP/A3"
+    restore_same "$repo" "$s4" "$TMP/B" other
 
     log "prune with nothing to do changes nothing"
     before=$(repo_objects "$repo" | grep -v '^locks/' || true)

@@ -23,51 +23,6 @@ log "generating the sources"
 treegen "$KEEP"
 mkdir -p "$SRC"
 
-# round_files ROUND: rewrites two thirds of the small files (those with i % 3 != ROUND % 3), so
-# that the packs of the previous round's snapshot end up partly used once it is forgotten.
-round_files() {
-    python3 - "$SRC" "$NFILES" "$1" <<'EOF'
-import os, random, sys
-root, n, rnd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-for i in range(n):
-    p = os.path.join(root, f"f{i:04d}")
-    if rnd == 0 or i % 3 != rnd % 3:
-        r = random.Random(f"{rnd}:{i}")
-        with open(p, "wb") as f:
-            f.write(r.randbytes(r.randint(8 * 1024, 64 * 1024)))
-EOF
-}
-
-# set_pack_size URL BYTES: rewrite the plaintext config (pack_size is a repository setting).
-set_pack_size() {
-    repo_fetch "$1" config "$TMP/config"
-    sed -i "s/^pack_size=.*/pack_size=$2/" "$TMP/config"
-    repo_store "$1" config "$TMP/config"
-}
-
-restore_same() { # REPO ID SOURCE VOLUME
-    rm -rf "$TMP/restore"
-    export XDG_CACHE_HOME="$TMP/cache-restore"
-    rm -rf "$XDG_CACHE_HOME"
-    prafs_ok restore "$1" "$2" "$TMP/restore"
-    assert_same_tree "$3" "$TMP/restore/$4"
-    rm -rf "$TMP/restore"
-    export XDG_CACHE_HOME="$TMP/cache"
-}
-
-# wait_for_line FILE TEXT PID: waits until FILE contains TEXT (fails if PID exits first, or 120 s).
-wait_for_line() {
-    local file=$1 text=$2 pid=$3 deadline=$((SECONDS + 120))
-    until grep -qF -- "$text" "$file" 2>/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            show_file "$file" 40
-            fail "the process exited before saying '$text'"
-        fi
-        ((SECONDS < deadline)) || { kill -KILL "$pid" 2>/dev/null; fail "'$text' did not appear in 120 s"; }
-        sleep 0.05
-    done
-}
-
 verify_kept() {
     assert_eq "$(printf '%s\n' "$KEEP_ID" "$CUR_ID" | sort)" "$(snapshot_ids "$REPO")" "snapshots after the kill"
     restore_same "$REPO" "$KEEP_ID" "$KEEP" keep
@@ -89,7 +44,7 @@ rerun_and_check() {
 # next_round ROUND: new state, snapshot it, forget the previous one: garbage for the prune.
 next_round() {
     local before
-    round_files "$1"
+    round_files "$SRC" "$NFILES" "$1"
     before=$(snapshot_ids "$REPO")
     prafs_ok snapshot "$REPO" --host h vol="$SRC"
     CUR_ID=$(new_snapshot_id "$REPO" "$before")
@@ -102,7 +57,7 @@ prune_kill() {
     set_pack_size "$REPO" $((1 << 20))
     prafs_ok snapshot "$REPO" --host k keep="$KEEP"
     KEEP_ID=$(snapshot_ids "$REPO")
-    round_files 0
+    round_files "$SRC" "$NFILES" 0
     prafs_ok snapshot "$REPO" --host h vol="$SRC"
     CUR_ID=$(new_snapshot_id "$REPO" "$KEEP_ID")
 
@@ -110,9 +65,8 @@ prune_kill() {
         round=$((round + 1))
         next_round "$round"
         log "round $round: prune killed at phase '$phase'"
-        PRAFS_TEST_PRUNE_PAUSE=$phase "$PRAFS" prune "$REPO" >"$TMP/prune.out" 2>"$TMP/prune.err" &
-        BG_PID=$!
-        wait_for_line "$TMP/prune.err" "test pause at $phase" "$BG_PID"
+        prune_paused "$REPO" "$phase"
+        BG_PID=$PRUNE_PID
         n=$( (repo_objects "$REPO" index || true) | wc -l)
         log "  paused at $phase with $n index files; SIGKILL"
         kill -KILL "$BG_PID"

@@ -26,45 +26,17 @@ SRC="$TMP/src"
 mkdir -p "$SRC"
 HOST=$(hostname)
 
-round_files() {
-    python3 - "$SRC" "$NFILES" "$1" <<'EOF'
-import os, random, sys
-root, n, rnd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-for i in range(n):
-    p = os.path.join(root, f"f{i:04d}")
-    if rnd == 0 or i % 3 != rnd % 3:
-        r = random.Random(f"{rnd}:{i}")
-        with open(p, "wb") as f:
-            f.write(r.randbytes(r.randint(8 * 1024, 64 * 1024)))
-EOF
-}
-
-set_pack_size() {
-    repo_fetch "$1" config "$TMP/config"
-    sed -i "s/^pack_size=.*/pack_size=$2/" "$TMP/config"
-    repo_store "$1" config "$TMP/config"
-}
-
-restore_same() { # REPO ID SOURCE VOLUME
-    rm -rf "$TMP/restore"
-    export XDG_CACHE_HOME="$TMP/cache-restore"
-    rm -rf "$XDG_CACHE_HOME"
-    prafs_ok restore "$1" "$2" "$TMP/restore"
-    assert_same_tree "$3" "$TMP/restore/$4"
-    rm -rf "$TMP/restore"
-    export XDG_CACHE_HOME="$TMP/cache"
-}
-
-wait_for_line() { # FILE TEXT PID
-    local file=$1 text=$2 pid=$3 deadline=$((SECONDS + 120))
-    until grep -qF -- "$text" "$file" 2>/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            show_file "$file" 40
-            fail "the process exited before saying '$text'"
-        fi
-        ((SECONDS < deadline)) || fail "'$text' did not appear in 120 s"
-        sleep 0.05
-    done
+# snapshot_paused RESUME_FILE: starts a snapshot of $SRC into $REPO in the background that stops
+# right after taking its shared lock (PRAFS_TEST_LOCK_PAUSE) until RESUME_FILE exists, and waits
+# until it is there. Its pid is left in SNAP_PID (and PIDS), its output in $TMP/snap.out and
+# $TMP/snap.err.
+SNAP_PID=""
+snapshot_paused() {
+    PRAFS_TEST_LOCK_PAUSE=shared PRAFS_TEST_LOCK_RESUME="$1" \
+        "$PRAFS" snapshot "$REPO" --host h vol="$SRC" >"$TMP/snap.out" 2>"$TMP/snap.err" &
+    SNAP_PID=$!
+    PIDS+=("$SNAP_PID")
+    wait_for_line "$TMP/snap.err" "test pause after taking a shared lock" "$SNAP_PID"
 }
 
 WRC=0
@@ -89,11 +61,11 @@ concurrent() {
 
     log "part 1: a snapshot started while a prune runs"
     rm -rf "$SRC" "$TMP/old" && mkdir -p "$SRC"
-    round_files 0
+    round_files "$SRC" "$NFILES" 0
     cp -a "$SRC" "$TMP/old"
     prafs_ok snapshot "$REPO" --host h vol="$SRC"
     s1=$(snapshot_ids "$REPO")
-    round_files 1
+    round_files "$SRC" "$NFILES" 1
     prafs_ok snapshot "$REPO" --host h vol="$SRC"
     s2=$(new_snapshot_id "$REPO" "$s1")
     prafs_ok forget "$REPO" --keep-last 1
@@ -101,11 +73,9 @@ concurrent() {
 
     resume="$TMP/resume-prune"
     rm -f "$resume"
-    PRAFS_TEST_PRUNE_PAUSE=repack PRAFS_TEST_PRUNE_RESUME="$resume" \
-        "$PRAFS" prune "$REPO" >"$TMP/prune.out" 2>"$TMP/prune.err" &
-    prune_pid=$!
+    prune_paused "$REPO" repack "$resume"
+    prune_pid=$PRUNE_PID
     PIDS+=("$prune_pid")
-    wait_for_line "$TMP/prune.err" "test pause at repack" "$prune_pid"
     log "  prune paused mid-repack; a second prune is refused"
     assert_exit 1 prune "$REPO" --lock-wait 0
     assert_contains "$TMP/err" "exclusive lock of host $HOST, pid $prune_pid" "refusal of a second prune"
@@ -132,15 +102,12 @@ concurrent() {
     assert_eq 0 "$(lock_count)" "locks left after part 1"
 
     log "part 2: a prune started while a snapshot runs"
-    round_files 2
+    round_files "$SRC" "$NFILES" 2
     resume="$TMP/resume-snap"
     rm -f "$resume"
     before=$(snapshot_ids "$REPO")
-    PRAFS_TEST_LOCK_PAUSE=shared PRAFS_TEST_LOCK_RESUME="$resume" \
-        "$PRAFS" snapshot "$REPO" --host h vol="$SRC" >"$TMP/snap.out" 2>"$TMP/snap.err" &
-    snap_pid=$!
-    PIDS+=("$snap_pid")
-    wait_for_line "$TMP/snap.err" "test pause after taking a shared lock" "$snap_pid"
+    snapshot_paused "$resume"
+    snap_pid=$SNAP_PID
     assert_exit 1 prune "$REPO" --lock-wait 0
     assert_contains "$TMP/err" "shared lock of host $HOST, pid $snap_pid" "refusal of a prune during a snapshot"
     prafs_ok unlock "$REPO"
@@ -165,11 +132,8 @@ concurrent() {
     check_clean
 
     log "part 3: a SIGKILLed writer's lock is stale at once"
-    PRAFS_TEST_LOCK_PAUSE=shared PRAFS_TEST_LOCK_RESUME="$TMP/never" \
-        "$PRAFS" snapshot "$REPO" --host h vol="$SRC" >"$TMP/snap.out" 2>"$TMP/snap.err" &
-    snap_pid=$!
-    PIDS+=("$snap_pid")
-    wait_for_line "$TMP/snap.err" "test pause after taking a shared lock" "$snap_pid"
+    snapshot_paused "$TMP/never"
+    snap_pid=$SNAP_PID
     kill -KILL "$snap_pid"
     wait_rc "$snap_pid"
     rc=$WRC
@@ -179,11 +143,8 @@ concurrent() {
     assert_contains "$TMP/out" "removed locks/" "unlock of a dead writer's lock"
     assert_contains "$TMP/out" "pid $snap_pid" "unlock names the dead writer"
     assert_eq 0 "$(lock_count)" "locks after unlock"
-    PRAFS_TEST_LOCK_PAUSE=shared PRAFS_TEST_LOCK_RESUME="$TMP/never" \
-        "$PRAFS" snapshot "$REPO" --host h vol="$SRC" >"$TMP/snap.out" 2>"$TMP/snap.err" &
-    snap_pid=$!
-    PIDS+=("$snap_pid")
-    wait_for_line "$TMP/snap.err" "test pause after taking a shared lock" "$snap_pid"
+    snapshot_paused "$TMP/never"
+    snap_pid=$SNAP_PID
     kill -KILL "$snap_pid"
     wait_rc "$snap_pid"
     prafs_ok prune "$REPO" --lock-wait 0

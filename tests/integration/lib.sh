@@ -209,6 +209,70 @@ new_snapshot_id() {
     printf '%s\n' "$new"
 }
 
+# ---- prune tests (40, 41, 42) ------------------------------------------------------------------------
+
+# round_files DIR N ROUND: round 0 writes N small random files f0000... into DIR; a later round
+# rewrites two thirds of them (those with i % 3 != ROUND % 3), so that the packs of the previous
+# round's snapshot end up partly used once it is forgotten.
+round_files() {
+    python3 - "$1" "$2" "$3" <<'EOF'
+import os, random, sys
+root, n, rnd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    p = os.path.join(root, f"f{i:04d}")
+    if rnd == 0 or i % 3 != rnd % 3:
+        r = random.Random(f"{rnd}:{i}")
+        with open(p, "wb") as f:
+            f.write(r.randbytes(r.randint(8 * 1024, 64 * 1024)))
+EOF
+}
+
+# set_pack_size URL BYTES: rewrites the plaintext config (pack_size is a repository setting).
+set_pack_size() {
+    repo_fetch "$1" config "$TMP/config"
+    sed -i "s/^pack_size=.*/pack_size=$2/" "$TMP/config"
+    repo_store "$1" config "$TMP/config"
+}
+
+# restore_same REPO ID SOURCE [VOLUME]: restores snapshot ID with an empty cache and fails unless its
+# volume VOLUME (default "vol") is the same tree as SOURCE.
+restore_same() {
+    rm -rf "$TMP/restore"
+    export XDG_CACHE_HOME="$TMP/cache-restore"
+    rm -rf "$XDG_CACHE_HOME"
+    prafs_ok restore "$1" "$2" "$TMP/restore"
+    assert_same_tree "$3" "$TMP/restore/${4:-vol}"
+    rm -rf "$TMP/restore"
+    export XDG_CACHE_HOME="$TMP/cache"
+}
+
+# wait_for_line FILE TEXT PID: waits until FILE contains TEXT; fails if PID exits first, or after
+# 120 s (then PID is killed: a test pause would hold it for an hour).
+wait_for_line() {
+    local file=$1 text=$2 pid=$3 deadline=$((SECONDS + 120))
+    until grep -qF -- "$text" "$file" 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            show_file "$file" 40
+            fail "the process exited before saying '$text'"
+        fi
+        ((SECONDS < deadline)) || { kill -KILL "$pid" 2>/dev/null; fail "'$text' did not appear in 120 s"; }
+        sleep 0.05
+    done
+}
+
+# prune_paused REPO PHASE [RESUME_FILE]: starts `prafs prune REPO` in the background, paused at
+# PHASE (start, mark, repack, index or delete: test_pause in backend/prune.c), and waits until it is
+# there. It goes on once RESUME_FILE exists; without one it stays until killed. Its pid is left in
+# PRUNE_PID, its output in $TMP/prune.out and $TMP/prune.err.
+PRUNE_PID=""
+prune_paused() {
+    local repo=$1 phase=$2 resume=${3:-}
+    PRAFS_TEST_PRUNE_PAUSE=$phase PRAFS_TEST_PRUNE_RESUME=$resume \
+        "$PRAFS" prune "$repo" >"$TMP/prune.out" 2>"$TMP/prune.err" &
+    PRUNE_PID=$!
+    wait_for_line "$TMP/prune.err" "test pause at $phase" "$PRUNE_PID"
+}
+
 # ---- backends ------------------------------------------------------------------------------------
 
 S3_BUCKET="prafs-test-$RANDOM-$$"
