@@ -320,10 +320,12 @@ static void dir_handle_free(DirHandle *h) {
     free(h);
 }
 
-/* A listed directory's subdirectories are likely next (find, ls -R, cp -a, restore by hand): their
- * trees are asked for in the background, so that the fetch of the next tree window overlaps the
- * listing of this one instead of following it. A hint: dropped when the background queue is full,
- * answered from the cache when a window already brought it. */
+/* A listed directory's subdirectories are likely next (find, ls -R, cp -a, restore by hand): the
+ * first of their trees that is not cached is asked for in the background, so that the fetch of the
+ * next tree window overlaps the listing of this one instead of following it. Only the first: its
+ * window brings the trees after it in the pack (they are written together), and asking for them
+ * all would start overlapping windows on every fetch thread. A hint: dropped when the background
+ * queue is full. */
 static void prefetch_subtrees(PrFs *fs, const PrFlatTree *t) {
     for (uint32_t i = 0; i < t->n; i++) {
         const PrNode *n = &t->nodes[i];
@@ -336,6 +338,7 @@ static void prefetch_subtrees(PrFs *fs, const PrFlatTree *t) {
             continue;
         }
         (void)pr_fetcher_want(fs->fetcher, &n->subtree, false, NULL);
+        return;
     }
 }
 
