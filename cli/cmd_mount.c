@@ -34,6 +34,7 @@ static const char USAGE[] =
     "  -o fetch_threads=N      concurrent fetches (default 4)\n"
     "  -o acl                  enforce POSIX ACLs even if no snapshot holds one (by default ACL support\n"
     "                          is on when some snapshot has an ACL at mount time)\n"
+    "  -o xattr                answer xattr requests even if no snapshot holds one (likewise)\n"
     "  -o password_file=FILE   as --password-file (for fstab: no environment there)\n"
     "  -o endpoint=URL, -o ca_cert=FILE   as --endpoint, --ca-cert\n"
     "  -o log=FILE             where messages go once in the background (default: nowhere)\n"
@@ -126,6 +127,8 @@ static int parse_o(MountArgs *m, const char *list) {
             m->o.debug = true;
         } else if (KEY("acl") && !val) {
             m->o.acl = true;
+        } else if (KEY("xattr") && !val) {
+            m->o.xattr = true;
         } else if (KEY("foreground") && !val) {
             m->o.foreground = true;
         } else if (is_ignored_mount_opt(opt)) {
