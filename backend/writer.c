@@ -27,6 +27,10 @@
 #define PACKQ_MAX 3
 #define READ_BUF (16u << 20)
 #define HOLE_PIECE (1u << 30)
+/* read-ahead window over a directory's next files (page cache, not the writer's memory) */
+#define PREFETCH_FILES 64
+#define PREFETCH_BYTES (8u << 20)
+#define PREFETCH_FILE_BYTES (4u << 20)
 #define PACK_TRAILER_ROOM (256u << 10) /* a trailer larger than that (many tiny blobs) grows the buffer */
 
 /* ---- dedup set: ids this run has already queued ---- */
@@ -727,6 +731,46 @@ static int do_file(Writer *w, const char *path, const struct stat *st, const PrN
     return 0;
 }
 
+/* Read-ahead over the sorted entries of one directory: the walking thread asks the kernel to read
+ * the next files while it chunks and hashes the current one, so a cold disk sees many requests at
+ * once instead of one file at a time. Only regular files that will be read (not unchanged since the
+ * parent, not a hardlink already stored) are named; every failure is ignored, the real read reports
+ * it. Page cache only: nothing of it is the writer's memory. */
+typedef struct Prefetch {
+    const char *dir;
+    char *const *names;
+    size_t n;
+    const PrTree *old;
+    size_t next;       /* first entry not looked at yet */
+    uint64_t *sizes;   /* bytes asked for per entry, to keep the window bounded; NULL: no read-ahead */
+    uint64_t ahead;    /* bytes asked for entries not reached yet */
+} Prefetch;
+
+static void prefetch_one(Writer *w, Prefetch *pf, size_t k) {
+    _cleanup_free_ char *path = NULL;
+    if (asprintf(&path, "%s/%s", pf->dir, pf->names[k]) < 0) return;
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return;
+    if (pf->old && unchanged(pr_tree_find(pf->old, pf->names[k]), &st)) return;
+    if (st.st_nlink > 1 && link_find(w, st.st_dev, st.st_ino)) return;
+    /* O_NONBLOCK: should it have become a fifo since the lstat, the open must not wait for a writer */
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) return;
+    uint64_t len = MIN((uint64_t)st.st_size, (uint64_t)PREFETCH_FILE_BYTES);
+    if (posix_fadvise(fd, 0, (off_t)len, POSIX_FADV_WILLNEED) != 0) return;
+    pf->sizes[k] = len;
+    pf->ahead += len;
+}
+
+/* Called before entry i is processed: entry i's bytes leave the window, later entries join it. */
+static void prefetch_advance(Writer *w, Prefetch *pf, size_t i) {
+    if (!pf->sizes) return;
+    if (i > 0 && i - 1 < pf->next) pf->ahead -= pf->sizes[i - 1];
+    if (pf->next <= i) pf->next = i + 1; /* entry i itself is read right away */
+    while (pf->next < pf->n && pf->next < i + 1 + PREFETCH_FILES && pf->ahead < PREFETCH_BYTES)
+        prefetch_one(w, pf, pf->next++);
+}
+
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_tree, PrId *ret_id);
@@ -838,7 +882,10 @@ static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_id, Pr
         t.nodes = calloc(nn, sizeof *t.nodes);
         if (!t.nodes) r = -ENOMEM;
     }
+    /* without memory for the window, no read-ahead: it is only an optimisation */
+    Prefetch pf = {path, names, nn, old, 0, nn > 1 ? calloc(nn, sizeof(uint64_t)) : NULL, 0};
     for (size_t i = 0; r >= 0 && i < nn; i++) {
+        prefetch_advance(w, &pf, i);
         _cleanup_free_ char *child = NULL;
         if (asprintf(&child, "%s/%s", path, names[i]) < 0) {
             r = -ENOMEM;
@@ -855,6 +902,7 @@ static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_id, Pr
             pr_node_clear(n);
         if (r == 0 && (r = get_error(w)) < 0) break;
     }
+    free(pf.sizes);
     for (size_t i = 0; i < nn; i++) free(names[i]);
     free(names);
     if (r >= 0) {
