@@ -27,6 +27,11 @@
 #define PACKQ_MAX 3
 #define READ_BUF (16u << 20)
 #define HOLE_PIECE (1u << 30)
+/* read-ahead window over a directory's next files (page cache, not the writer's memory) */
+#define PREFETCH_FILES 64
+#define PREFETCH_BYTES (8u << 20)
+#define PREFETCH_FILE_BYTES (4u << 20)
+#define PACK_TRAILER_ROOM (256u << 10) /* a trailer larger than that (many tiny blobs) grows the buffer */
 
 /* ---- dedup set: ids this run has already queued ---- */
 
@@ -87,12 +92,18 @@ typedef struct Job {
     size_t len;
 } Job;
 
+/* A pack being filled. Its buffer is allocated once at pack target + largest stored blob + trailer
+ * room and goes back to the writer's free list after the upload, so filling a pack neither reallocs
+ * nor faults in fresh pages. Workers reserve room under the lock and copy outside it: a full pack is
+ * queued by whichever worker finishes the last copy into it (writers == 0). */
 typedef struct Pack {
     struct Pack *next;
     uint8_t *buf;
-    size_t len, cap;
+    size_t len, cap; /* len: bytes reserved, copied or not */
     PrBlobRef *refs;
     uint32_t n, refcap;
+    unsigned writers; /* copies in flight */
+    bool full;        /* detached from open_pack: queue it once writers is 0 */
 } Pack;
 
 typedef struct Writer {
@@ -112,6 +123,8 @@ typedef struct Writer {
     size_t jobs_bytes;
     bool closing;        /* no more jobs will come */
     Pack *open_pack[2];  /* per blob type */
+    Pack *free_packs;    /* uploaded packs whose buffers are reused */
+    size_t pack_cap;     /* buffer size of a new pack */
     Pack *packs_head, *packs_tail;
     unsigned npacks_queued;
     bool packs_closing;
@@ -167,11 +180,42 @@ static void pack_free(Pack *p) {
     free(p);
 }
 
+/* Caller holds the lock. An empty pack, from the free list if one is there. */
+static Pack *pack_get_locked(Writer *w) {
+    Pack *p = w->free_packs;
+    if (p) {
+        w->free_packs = p->next;
+        p->next = NULL;
+        return p;
+    }
+    if (!(p = calloc(1, sizeof *p))) return NULL;
+    if (!(p->buf = malloc(w->pack_cap))) {
+        free(p);
+        return NULL;
+    }
+    p->cap = w->pack_cap;
+    return p;
+}
+
+/* Caller holds the lock. Keeps the buffer for the next pack; the refs went to the index list or are
+ * dropped. */
+static void pack_put_locked(Writer *w, Pack *p) {
+    if (!p) return;
+    free(p->refs);
+    p->refs = NULL;
+    p->n = p->refcap = 0;
+    p->len = 0;
+    p->writers = 0;
+    p->full = false;
+    p->next = w->free_packs;
+    w->free_packs = p;
+}
+
 /* Caller holds the lock. Queues a full (or final) pack for upload, waiting for room. */
 static void queue_pack_locked(Writer *w, Pack *p) {
     while (w->npacks_queued >= PACKQ_MAX && !w->error) pthread_cond_wait(&w->packs_space, &w->lock);
     if (w->error) {
-        pack_free(p);
+        pack_put_locked(w, p);
         return;
     }
     if (w->packs_tail) w->packs_tail->next = p;
@@ -181,26 +225,56 @@ static void queue_pack_locked(Writer *w, Pack *p) {
     pthread_cond_signal(&w->packs_ready);
 }
 
-static int pack_append(Pack *p, const PrId *id, uint8_t type, const void *stored, size_t len, uint32_t raw) {
+/* Caller holds the lock. Takes the open pack of this type out of reach of further appends; it is
+ * queued now or by the last copy still in flight. */
+static void pack_close_locked(Writer *w, uint8_t type) {
+    Pack *p = w->open_pack[type];
+    w->open_pack[type] = NULL;
+    p->full = true;
+    if (!p->writers) queue_pack_locked(w, p);
+}
+
+/* Caller holds the lock. Reserves len bytes for a blob in the open pack of its type and records its
+ * ref; the caller copies the blob to (*ret_pack)->buf + *ret_off without the lock, then calls
+ * pack_append_done_locked. A blob that does not fit closes the pack first; only an empty pack grows,
+ * so no buffer moves under a copy in flight. */
+static int pack_reserve_locked(Writer *w, const PrId *id, uint8_t type, size_t len, uint32_t raw, Pack **ret_pack,
+                               size_t *ret_off) {
+    Pack *p;
+    /* closing may wait for room in the upload queue, and another worker may open a pack meanwhile */
+    while ((p = w->open_pack[type]) && p->n && p->len + len > p->cap) {
+        pack_close_locked(w, type);
+        if (w->error) return w->error;
+    }
+    if (!p) {
+        if (!(p = pack_get_locked(w))) return -ENOMEM;
+        w->open_pack[type] = p;
+    }
     if (p->len + len > p->cap) {
-        size_t cap = p->cap ? p->cap : (1u << 20);
-        while (cap < p->len + len) cap *= 2;
-        uint8_t *b = realloc(p->buf, cap);
+        /* a blob larger than a pack's room (a huge tree): only ever into an empty pack */
+        uint8_t *b = realloc(p->buf, len);
         if (!b) return -ENOMEM;
         p->buf = b;
-        p->cap = cap;
+        p->cap = len;
     }
     if (p->n == p->refcap) {
-        uint32_t cap = p->refcap ? p->refcap * 2 : 64;
+        uint32_t cap = p->refcap ? p->refcap * 2 : 256;
         PrBlobRef *r = realloc(p->refs, sizeof *r * cap);
         if (!r) return -ENOMEM;
         p->refs = r;
         p->refcap = cap;
     }
     p->refs[p->n++] = (PrBlobRef){*id, type, (uint32_t)p->len, (uint32_t)len, raw};
-    memcpy(p->buf + p->len, stored, len);
+    *ret_pack = p;
+    *ret_off = p->len;
     p->len += len;
+    p->writers++;
+    if (p->len >= w->pack_target) pack_close_locked(w, type);
     return 0;
+}
+
+static void pack_append_done_locked(Writer *w, Pack *p) {
+    if (--p->writers == 0 && p->full) queue_pack_locked(w, p);
 }
 
 static void *worker_main(void *arg) {
@@ -217,25 +291,28 @@ static void *worker_main(void *arg) {
         void *stored = NULL;
         size_t slen = 0;
         int r = pr_blob_encode(w->keys, &j->id, j->data, j->len, &stored, &slen);
+        /* the raw copy is not needed any more: free it before waiting for the lock */
+        size_t raw = j->len;
+        uint8_t type = j->type;
+        PrId id = j->id;
+        free(j->data);
+        free(j);
 
         pthread_mutex_lock(&w->lock);
         bool was_full = w->jobs_bytes > QUEUE_BYTES_MAX;
-        w->jobs_bytes -= j->len;
+        w->jobs_bytes -= raw;
         if (was_full && w->jobs_bytes <= QUEUE_BYTES_MAX) pthread_cond_signal(&w->jobs_space);
-        if (r == 0 && !w->error) {
-            Pack **pp = &w->open_pack[j->type];
-            if (!*pp && !(*pp = calloc(1, sizeof **pp))) r = -ENOMEM;
-            if (r == 0) r = pack_append(*pp, &j->id, j->type, stored, slen, (uint32_t)j->len);
-            if (r == 0 && (*pp)->len >= w->pack_target) {
-                Pack *full = *pp;
-                *pp = NULL;
-                queue_pack_locked(w, full);
-            }
+        Pack *p = NULL;
+        size_t off = 0;
+        if (r == 0 && !w->error) r = pack_reserve_locked(w, &id, type, slen, (uint32_t)raw, &p, &off);
+        if (p) {
+            pthread_mutex_unlock(&w->lock);
+            memcpy(p->buf + off, stored, slen);
+            pthread_mutex_lock(&w->lock);
+            pack_append_done_locked(w, p);
         }
         if (r < 0) set_error_locked(w, r);
         free(stored);
-        free(j->data);
-        free(j);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
@@ -290,8 +367,8 @@ static void *uploader_main(void *arg) {
         if (!w->packs_head) w->packs_tail = NULL;
         pthread_mutex_unlock(&w->lock);
         int r = upload_pack(w, p);
-        pack_free(p);
         pthread_mutex_lock(&w->lock);
+        pack_put_locked(w, p);
         w->npacks_queued--;
         pthread_cond_signal(&w->packs_space);
         if (r < 0) set_error_locked(w, r);
@@ -667,6 +744,46 @@ static int do_file(Writer *w, const char *path, const struct stat *st, const PrN
     return 0;
 }
 
+/* Read-ahead over the sorted entries of one directory: the walking thread asks the kernel to read
+ * the next files while it chunks and hashes the current one, so a cold disk sees many requests at
+ * once instead of one file at a time. Only regular files that will be read (not unchanged since the
+ * parent, not a hardlink already stored) are named; every failure is ignored, the real read reports
+ * it. Page cache only: nothing of it is the writer's memory. */
+typedef struct Prefetch {
+    const char *dir;
+    char *const *names;
+    size_t n;
+    const PrTree *old;
+    size_t next;       /* first entry not looked at yet */
+    uint64_t *sizes;   /* bytes asked for per entry, to keep the window bounded; NULL: no read-ahead */
+    uint64_t ahead;    /* bytes asked for entries not reached yet */
+} Prefetch;
+
+static void prefetch_one(Writer *w, Prefetch *pf, size_t k) {
+    _cleanup_free_ char *path = NULL;
+    if (asprintf(&path, "%s/%s", pf->dir, pf->names[k]) < 0) return;
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return;
+    if (pf->old && unchanged(pr_tree_find(pf->old, pf->names[k]), &st)) return;
+    if (st.st_nlink > 1 && link_find(w, st.st_dev, st.st_ino)) return;
+    /* O_NONBLOCK: should it have become a fifo since the lstat, the open must not wait for a writer */
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) return;
+    uint64_t len = MIN((uint64_t)st.st_size, (uint64_t)PREFETCH_FILE_BYTES);
+    if (posix_fadvise(fd, 0, (off_t)len, POSIX_FADV_WILLNEED) != 0) return;
+    pf->sizes[k] = len;
+    pf->ahead += len;
+}
+
+/* Called before entry i is processed: entry i's bytes leave the window, later entries join it. */
+static void prefetch_advance(Writer *w, Prefetch *pf, size_t i) {
+    if (!pf->sizes) return;
+    if (i > 0 && i - 1 < pf->next) pf->ahead -= pf->sizes[i - 1];
+    if (pf->next <= i) pf->next = i + 1; /* entry i itself is read right away */
+    while (pf->next < pf->n && pf->next < i + 1 + PREFETCH_FILES && pf->ahead < PREFETCH_BYTES)
+        prefetch_one(w, pf, pf->next++);
+}
+
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_tree, PrId *ret_id);
@@ -779,7 +896,10 @@ static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_id, Pr
         t.nodes = calloc(nn, sizeof *t.nodes);
         if (!t.nodes) r = -ENOMEM;
     }
+    /* without memory for the window, no read-ahead: it is only an optimisation */
+    Prefetch pf = {path, names, nn, old, 0, nn > 1 ? calloc(nn, sizeof(uint64_t)) : NULL, 0};
     for (size_t i = 0; r >= 0 && i < nn; i++) {
+        prefetch_advance(w, &pf, i);
         _cleanup_free_ char *child = NULL;
         if (asprintf(&child, "%s/%s", path, names[i]) < 0) {
             r = -ENOMEM;
@@ -796,6 +916,7 @@ static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_id, Pr
             pr_node_clear(n);
         if (r == 0 && (r = get_error(w)) < 0) break;
     }
+    free(pf.sizes);
     for (size_t i = 0; i < nn; i++) free(names[i]);
     free(names);
     if (r >= 0) {
@@ -867,7 +988,7 @@ static int finish_pipeline(Writer *w, pthread_t *workers, unsigned nw, pthread_t
         Pack *p = w->open_pack[t];
         w->open_pack[t] = NULL;
         if (p && p->n && !w->error) queue_pack_locked(w, p);
-        else pack_free(p);
+        else pack_put_locked(w, p);
     }
     w->packs_closing = true;
     pthread_cond_broadcast(&w->packs_ready);
@@ -883,6 +1004,11 @@ static int finish_pipeline(Writer *w, pthread_t *workers, unsigned nw, pthread_t
     while (w->packs_head) {
         Pack *p = w->packs_head;
         w->packs_head = p->next;
+        pack_free(p);
+    }
+    while (w->free_packs) {
+        Pack *p = w->free_packs;
+        w->free_packs = p->next;
         pack_free(p);
     }
     return w->error;
@@ -942,6 +1068,9 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
     w->opts = opts;
     w->pack_target = pr_repo_config(repo)->pack_size;
     w->max_chunk = pr_repo_config(repo)->chunker.max_size;
+    /* a pack closes at the first blob that takes it past the target, and a stored blob is at most
+     * its raw size plus the flag byte and the seal: such a buffer never grows for a data blob */
+    w->pack_cap = (size_t)w->pack_target + w->max_chunk + 1 + PR_SEAL_OVERHEAD + PACK_TRAILER_ROOM;
     w->start = pr_now();
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->jobs_ready, NULL);
