@@ -327,27 +327,6 @@ static void dir_handle_free(DirHandle *h) {
  * all would start overlapping windows on every fetch thread. A hint: dropped when the background
  * queue is full. */
 static void prefetch_subtrees(PrFs *fs, const PrFlatTree *t) {
-    /* Likewise the small files: the first uncached one of each pack their data is in (files of one
-     * directory are spread over the packs of the writer's workers) starts a window of that pack in
-     * the background, before the reader (cp -a, tar, rsync) asks for the first of them. */
-    PrId packs[4];
-    size_t npacks = 0;
-    for (uint32_t i = 0; i < t->n && npacks < ELEMENTSOF(packs); i++) {
-        const PrNode *n = &t->nodes[i];
-        if (n->type != PR_NODE_FILE || n->nchunks != 1 || pr_id_is_zero(&n->chunks[0].id)) continue;
-        PrCacheValue *v = pr_memcache_get(fs->mc, n->chunks[0].id.b);
-        if (v) {
-            pr_memcache_value_unref(v);
-            continue;
-        }
-        PrBlobLoc loc;
-        if (pr_repo_find_blob(fs->repo, &n->chunks[0].id, &loc) < 0) continue;
-        bool seen = false;
-        for (size_t k = 0; k < npacks && !seen; k++) seen = memcmp(packs[k].b, loc.pack.b, PR_ID_LEN) == 0;
-        if (seen) continue;
-        packs[npacks++] = loc.pack;
-        (void)pr_fetcher_want(fs->fetcher, &n->chunks[0].id, false, NULL);
-    }
     for (uint32_t i = 0; i < t->n; i++) {
         const PrNode *n = &t->nodes[i];
         if (n->type != PR_NODE_DIR) continue;
