@@ -184,8 +184,7 @@ static void disk_put(PrFetcher *f, const PrId *id, SharedBuf *b, size_t off, siz
 static void *disk_writer(void *arg) {
     PrFetcher *f = arg;
     /* Lowest CPU priority (Linux: per thread): on a busy machine the readers and fetch threads go
-     * first, and what the writer cannot keep up with is dropped from its queue (measured: `cp -a` of
-     * 10,000 small files through the mount makes ~11,000 cache files, ~1 s of CPU). */
+     * first, and what the writer cannot keep up with is dropped from its queue. */
     (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
     pthread_mutex_lock(&f->dlock);
     for (;;) {
