@@ -354,14 +354,22 @@ int pr_sigv4_authorization(const PrSigV4Credentials *creds, const char *amz_date
 int pr_sigv4_sign(const PrSigV4Credentials *creds, time_t now, const char *method, const char *path,
                   const PrSigV4Pair *query, size_t n_query, const PrSigV4Pair *headers, size_t n_headers,
                   const void *payload, size_t payload_len, PrSigV4Signed *ret) {
-    if (!creds || !ret || (n_headers > 0 && !headers) || n_headers > 64) return -EINVAL;
+    char hash[65];
+    if (payload && payload_len > 0) pr_sigv4_sha256_hex(payload, payload_len, hash);
+    else memcpy(hash, PR_SIGV4_EMPTY_SHA256, sizeof hash);
+    return pr_sigv4_sign_hashed(creds, now, method, path, query, n_query, headers, n_headers, hash, ret);
+}
+
+int pr_sigv4_sign_hashed(const PrSigV4Credentials *creds, time_t now, const char *method, const char *path,
+                         const PrSigV4Pair *query, size_t n_query, const PrSigV4Pair *headers, size_t n_headers,
+                         const char *payload_sha256_hex, PrSigV4Signed *ret) {
+    if (!creds || !ret || !payload_sha256_hex || strlen(payload_sha256_hex) != 64 || (n_headers > 0 && !headers) ||
+        n_headers > 64)
+        return -EINVAL;
 
     PrSigV4Signed s = {0};
     pr_sigv4_amz_date(now, s.amz_date);
-    if (payload && payload_len > 0)
-        pr_sigv4_sha256_hex(payload, payload_len, s.content_sha256);
-    else
-        memcpy(s.content_sha256, PR_SIGV4_EMPTY_SHA256, sizeof s.content_sha256);
+    memcpy(s.content_sha256, payload_sha256_hex, 65);
     if (creds->session_token && *creds->session_token) s.security_token = creds->session_token;
 
     PrSigV4Pair all[64 + 3];

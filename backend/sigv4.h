@@ -90,4 +90,8 @@ typedef struct PrSigV4Signed {
 int pr_sigv4_sign(const PrSigV4Credentials *creds, time_t now, const char *method, const char *path,
                   const PrSigV4Pair *query, size_t n_query, const PrSigV4Pair *headers, size_t n_headers,
                   const void *payload, size_t payload_len, PrSigV4Signed *ret);
+/* The same with the payload's SHA-256 (64 lowercase hex digits) known already (a pack is named by it). */
+int pr_sigv4_sign_hashed(const PrSigV4Credentials *creds, time_t now, const char *method, const char *path,
+                         const PrSigV4Pair *query, size_t n_query, const PrSigV4Pair *headers, size_t n_headers,
+                         const char *payload_sha256_hex, PrSigV4Signed *ret);
 void pr_sigv4_signed_done(PrSigV4Signed *s);

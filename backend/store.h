@@ -24,6 +24,9 @@ typedef struct PrStoreOps {
     int (*get)(PrStore *s, const char *key, uint64_t off, size_t len, void **ret_data, size_t *ret_len);
     /* Stores the whole object atomically: a reader sees all of it or nothing. */
     int (*put)(PrStore *s, const char *key, const void *data, size_t len);
+    /* As put, with the data's SHA-256 known to the caller (S3 signs it: no second pass over a
+     * pack). May be NULL: put is used. */
+    int (*put_hashed)(PrStore *s, const char *key, const void *data, size_t len, const uint8_t sha256[32]);
     /* Lists every object whose key starts with prefix, in no particular order. */
     int (*list)(PrStore *s, const char *prefix, PrStoreListFn fn, void *userdata);
     /* Deletes an object; deleting a missing object is not an error. */
@@ -62,6 +65,10 @@ static inline int pr_store_get(PrStore *s, const char *key, uint64_t off, size_t
 }
 static inline int pr_store_put(PrStore *s, const char *key, const void *data, size_t len) {
     return s->ops->put(s, key, data, len);
+}
+static inline int pr_store_put_hashed(PrStore *s, const char *key, const void *data, size_t len,
+                                      const uint8_t sha256[32]) {
+    return s->ops->put_hashed ? s->ops->put_hashed(s, key, data, len, sha256) : s->ops->put(s, key, data, len);
 }
 static inline int pr_store_list(PrStore *s, const char *prefix, PrStoreListFn fn, void *ud) {
     return s->ops->list(s, prefix, fn, ud);

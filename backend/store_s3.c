@@ -460,6 +460,7 @@ typedef struct S3Call {
     bool has_body;             /* PUT/POST: send body (possibly empty) */
     const char *range;         /* Range header value */
     const char *content_md5;
+    const char *body_sha256;   /* hex, when the caller knows it (else it is computed to sign) */
     const char *content_type;
     const char *what;          /* for messages; NULL: s3://bucket/key */
     size_t max_body;           /* largest 2xx body kept; more is an error */
@@ -639,8 +640,11 @@ static int s3_attempt(S3Store *s, CURL *h, const S3Call *c, const char *raw_path
         .service = "s3",
     };
     PrSigV4Signed sig;
-    int r = pr_sigv4_sign(&creds, time(NULL), c->method, raw_path, c->query, c->n_query, hdrs, nh,
-                          c->has_body ? c->body : NULL, c->has_body ? c->body_len : 0, &sig);
+    int r = c->body_sha256 && c->has_body
+                ? pr_sigv4_sign_hashed(&creds, time(NULL), c->method, raw_path, c->query, c->n_query, hdrs, nh,
+                                       c->body_sha256, &sig)
+                : pr_sigv4_sign(&creds, time(NULL), c->method, raw_path, c->query, c->n_query, hdrs, nh,
+                                c->has_body ? c->body : NULL, c->has_body ? c->body_len : 0, &sig);
     if (r < 0) return r;
 
     _cleanup_(curl_slist_freep) struct curl_slist *list = NULL;
@@ -890,18 +894,21 @@ static int s3_get(PrStore *store, const char *key, uint64_t off, size_t len, voi
     return 0;
 }
 
-static int s3_put(PrStore *store, const char *key, const void *data, size_t len) {
+static int s3_put_hashed(PrStore *store, const char *key, const void *data, size_t len, const uint8_t sha256[32]) {
     S3Store *s = (S3Store *)store;
     if (!data && len > 0) return -EINVAL;
     _cleanup_free_ char *k = NULL;
     int r = full_key(s, key, &k);
     if (r < 0) return r;
+    char hex[65];
+    if (sha256) pr_hex(sha256, 32, hex);
     S3Call c = {
         .method = "PUT",
         .key = k,
         .body = data,
         .body_len = len,
         .has_body = true,
+        .body_sha256 = sha256 ? hex : NULL,
         .content_type = "application/octet-stream",
         .max_body = ERROR_BODY_MAX,
     };
@@ -909,6 +916,10 @@ static int s3_put(PrStore *store, const char *key, const void *data, size_t len)
     r = s3_call(s, &c, &rp);
     reply_done(&rp);
     return r;
+}
+
+static int s3_put(PrStore *store, const char *key, const void *data, size_t len) {
+    return s3_put_hashed(store, key, data, len, NULL);
 }
 
 static int s3_del(PrStore *store, const char *key) {
@@ -1272,6 +1283,7 @@ static void s3_freep(S3Store **s) { s3_free(*s ? &(*s)->base : NULL); }
 static const PrStoreOps s3_ops = {
     .kind = "s3",
     .get = s3_get,
+    .put_hashed = s3_put_hashed,
     .put = s3_put,
     .list = s3_list,
     .del = s3_del,

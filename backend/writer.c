@@ -335,7 +335,7 @@ static int upload_pack(Writer *w, Pack *p) {
     pr_sha256(p->buf, total, id.b);
     char key[PR_PACK_KEY_MAX];
     pr_pack_key(&id, key);
-    r = pr_store_put(pr_repo_store(w->repo), key, p->buf, total);
+    r = pr_store_put_hashed(pr_repo_store(w->repo), key, p->buf, total, id.b); /* a pack is named by its SHA-256 */
     if (r < 0) return pr_log_errno(r, "cannot store %s", key);
     pr_debug("stored %s (%u blobs, %zu bytes)", key, p->n, total);
 

@@ -355,6 +355,19 @@ static void check_s3(const char *method, const char *path, const PrSigV4Pair *qu
                          signed_headers, signature) > 0);
     assert_string_equal(s.authorization, expect);
 
+    /* With the payload's hash given instead of the payload: the same signature. */
+    PrSigV4Signed h;
+    char payload_hash[65];
+    pr_sigv4_sha256_hex(body ? body : "", body ? strlen(body) : 0, payload_hash);
+    assert_int_equal(pr_sigv4_sign_hashed(&s3_creds, S3_TIME, method, path, query, n_query, headers, n_headers,
+                                          payload_hash, &h),
+                     0);
+    assert_string_equal(h.authorization, s.authorization);
+    assert_string_equal(h.content_sha256, s.content_sha256);
+    pr_sigv4_signed_done(&h);
+    assert_int_equal(pr_sigv4_sign_hashed(&s3_creds, S3_TIME, method, path, query, n_query, headers, n_headers, "abc", &h),
+                     -EINVAL);
+
     /* The same request through the step-by-step functions: canonical request hash as documented. */
     PrSigV4Pair all[8];
     size_t n = 0;
