@@ -20,24 +20,9 @@ MiB=$((1 << 20))
 
 # ---- mounting, with cleanup that never leaves a mount behind -------------------------------------
 
-MOUNTS=()
-PIDS=()
-is_mounted() { grep -qs " $1 fuse" /proc/mounts; }
-
 mount_cleanup() {
-    local mp pid
-    for mp in "${MOUNTS[@]}"; do
-        if is_mounted "$mp"; then
-            timeout 20 fusermount3 -u "$mp" 2>/dev/null || timeout 20 umount -l "$mp" 2>/dev/null || true
-        fi
-    done
-    for pid in "${PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            sleep 1
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
+    local mp
+    mounts_cleanup
     for mp in "${MOUNTS[@]}"; do
         [[ $mp != /tmp/prafs-mnt.* ]] || rmdir "$mp" 2>/dev/null || true
     done
@@ -45,19 +30,6 @@ mount_cleanup() {
 }
 trap 'mount_cleanup; _lib_cleanup' EXIT
 trap 'exit 130' INT TERM HUP
-
-# gone PID: the process has exited (a zombie counts: it is our child, reaped by `wait`)
-gone() {
-    local state
-    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
-    [[ -z $state || $state == Z ]]
-}
-
-wait_gone() { # PID SECONDS
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do gone "$1" && return 0; sleep 0.1; done
-    return 1
-}
 
 wait_mounted() { # MOUNTPOINT PID LOG
     local i

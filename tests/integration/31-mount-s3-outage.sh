@@ -17,20 +17,7 @@ command -v fusermount3 >/dev/null || skip "fusermount3 is needed"
 
 MiB=$((1 << 20))
 
-MOUNTS=()
-PIDS=()
 proxy_pid=""
-is_mounted() { grep -qs " $1 fuse" /proc/mounts; }
-gone() {
-    local state
-    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
-    [[ -z $state || $state == Z ]]
-}
-wait_gone() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do gone "$1" && return 0; sleep 0.1; done
-    return 1
-}
 stop_proxy() {
     [[ -n $proxy_pid ]] || return 0
     kill "$proxy_pid" 2>/dev/null || true
@@ -38,19 +25,7 @@ stop_proxy() {
     proxy_pid=""
 }
 cleanup() {
-    local mp pid
-    for mp in "${MOUNTS[@]}"; do
-        if is_mounted "$mp"; then
-            timeout 20 fusermount3 -u "$mp" 2>/dev/null || timeout 20 umount -l "$mp" 2>/dev/null || true
-        fi
-    done
-    for pid in "${PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            sleep 1
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
+    mounts_cleanup
     stop_proxy
     if [[ -n ${AWAY:-} && -d $AWAY ]]; then mv "$AWAY" "${AWAY%.away}" 2>/dev/null || true; fi
 }

@@ -11,30 +11,7 @@ require_prafs
 [[ -c /dev/fuse ]] || skip "no /dev/fuse"
 command -v fusermount3 >/dev/null || skip "fusermount3 is needed"
 
-MOUNTS=()
-PIDS=()
-is_mounted() { grep -qs " $1 fuse" /proc/mounts; }
-gone() {
-    local state
-    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
-    [[ -z $state || $state == Z ]]
-}
-cleanup() {
-    local mp pid
-    for mp in "${MOUNTS[@]}"; do
-        if is_mounted "$mp"; then
-            timeout 20 fusermount3 -u "$mp" 2>/dev/null || timeout 20 umount -l "$mp" 2>/dev/null || true
-        fi
-    done
-    for pid in "${PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            sleep 1
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
-}
-trap 'cleanup; _lib_cleanup' EXIT
+trap 'mounts_cleanup; _lib_cleanup' EXIT
 trap 'exit 130' INT TERM HUP
 
 SRC="$TMP/src"

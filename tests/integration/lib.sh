@@ -498,6 +498,42 @@ s3_cleanup() {
     s3py rb "$S3_BUCKET" >/dev/null 2>&1 || true
 }
 
+# ---- mounts: a test that mounts records mountpoints in MOUNTS and processes in PIDS, and calls
+# mounts_cleanup from its EXIT trap: a failing test leaves nothing mounted or running ----------------
+
+MOUNTS=()
+PIDS=()
+is_mounted() { grep -qs " $1 fuse" /proc/mounts; }
+
+# gone PID: the process has exited (a zombie counts: it is our child, reaped by `wait`)
+gone() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
+    [[ -z $state || $state == Z ]]
+}
+
+wait_gone() { # PID SECONDS
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do gone "$1" && return 0; sleep 0.1; done
+    return 1
+}
+
+mounts_cleanup() {
+    local mp pid
+    for mp in "${MOUNTS[@]}"; do
+        if is_mounted "$mp"; then
+            timeout 20 fusermount3 -u "$mp" 2>/dev/null || timeout 20 umount -l "$mp" 2>/dev/null || true
+        fi
+    done
+    for pid in "${PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            sleep 1
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+}
+
 _lib_cleanup() {
     s3_cleanup
     if [[ $_lib_own_tmp -eq 1 ]]; then
