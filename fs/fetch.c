@@ -133,11 +133,10 @@ static int decode_value(PrFetcher *f, const PrId *id, const void *stored, size_t
     return 0;
 }
 
-static void log_damaged(const PrId *id, const PrBlobLoc *loc, int r) {
-    char hex[65], key[PR_PACK_KEY_MAX];
+static void log_damaged(const char *key, const PrId *id, uint32_t offset, int r) {
+    char hex[65];
     pr_hex(id->b, PR_ID_LEN, hex);
-    pr_pack_key(&loc->pack, key);
-    pr_log_errno(r, "%s is damaged: blob %.16s at offset %u does not decode", key, hex, loc->ref.offset);
+    pr_log_errno(r, "%s is damaged: blob %.16s at offset %u does not decode", key, hex, offset);
 }
 
 static SharedBuf *sb_new(uint8_t *data) {
@@ -233,16 +232,22 @@ static uint32_t find_ref(const PrBlobRef *refs, uint32_t n, const PrId *id, cons
     return n;
 }
 
-/* Decodes one stored blob of a GET body, caches it (memory, and disk through the writer). */
+/* Decodes one stored blob of a GET body, caches it (memory, and disk through the writer). A short
+ * body or a blob that does not decode is -EBADMSG, logged with the pack's key when `report` (a
+ * blob somebody asked for; a neighbour brought along is only skipped). */
 static int take_blob(PrFetcher *f, const PrId *id, const char *key, SharedBuf *b, size_t got, uint64_t off,
-                     const PrBlobRef *ref, PrCacheValue **ret) {
+                     const PrBlobRef *ref, bool report, PrCacheValue **ret) {
     if (off + ref->length > got) {
-        pr_log(PR_LOG_ERR, "%s is truncated: blob at offset %u needs %u bytes", key, ref->offset, ref->length);
+        if (report)
+            pr_log(PR_LOG_ERR, "%s is truncated: blob at offset %u needs %u bytes", key, ref->offset, ref->length);
         return -EBADMSG;
     }
     PrCacheValue *v = NULL;
     int r = decode_value(f, id, b->data + off, ref->length, ref->raw_length, &v);
-    if (r < 0) return r;
+    if (r < 0) {
+        if (report && r != -ENOMEM) log_damaged(key, id, ref->offset, r);
+        return r;
+    }
     /* The disk cache keeps the chunks of large files. Small blobs (small files, trees) come back a
      * window of neighbours per GET; writing each to a cache file of its own cost more than that
      * (cp -a of 10,000 small files: 10,857 cache files created, on a core the copy needs; a cold
@@ -300,17 +305,14 @@ static int fetch_run(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, PrCache
     }
     PrCacheValue *result = NULL;
     if (r >= 0) {
-        r = take_blob(f, id, key, b, got, 0, &loc->ref, &result);
-        if (r < 0 && r != -ENOMEM && r != -EBADMSG) log_damaged(id, loc, r);
+        r = take_blob(f, id, key, b, got, 0, &loc->ref, true, &result);
     }
     for (Job *k = taken, *next; k; k = next) {
         next = k->rnext;
         PrCacheValue *v = NULL;
         int kr = r;
         if (b) {
-            kr = take_blob(f, &k->id, key, b, got, refs[k->ri].offset - start, &refs[k->ri], &v);
-            if (kr < 0 && kr != -ENOMEM && kr != -EBADMSG)
-                log_damaged(&k->id, &(PrBlobLoc){.pack = loc->pack, .ref = refs[k->ri]}, kr);
+            kr = take_blob(f, &k->id, key, b, got, refs[k->ri].offset - start, &refs[k->ri], true, &v);
         }
         complete_job(f, k, kr, v);
         pr_memcache_value_unref(v);
@@ -411,11 +413,10 @@ static int fetch_window(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, bool
         }
         if (i != t && cached(f, &ref->id)) continue;
         PrCacheValue *v = NULL;
-        r = take_blob(f, &ref->id, key, b, got, off, ref, &v);
+        r = take_blob(f, &ref->id, key, b, got, off, ref, i == t, &v);
         if (r < 0) {
             if (i == t) {
                 result_err = r;
-                if (r != -ENOMEM) log_damaged(id, loc, r);
             } else {
                 char hex[65];
                 pr_hex(ref->id.b, PR_ID_LEN, hex);

@@ -63,6 +63,25 @@ run_fetch() {
     assert_lt 0 "${prefetched:-0}" "windows prefetched ahead of cp -a"
     [[ $b == s3 ]] && assert_lt 0 "${writes:-0}" "entries written by the disk-cache writer"
     rm -rf "$XDG_CACHE_HOME"
+
+    # a damaged pack: the read that needs it fails with EIO, the mount names the pack, and stays up
+    local pack
+    pack=$(repo_objects "$repo" data | sort -k2,2n | tail -n1 | cut -d' ' -f1)
+    flip_byte "$repo" "$pack" >/dev/null
+    (exec "$PRAFS" mount "$repo" "$m" -f >"$TMP/mount-$b-bad.log" 2>&1) &
+    pid=$!
+    PIDS+=("$pid")
+    for ((i = 0; i < 300; i++)); do is_mounted "$m" && break; gone "$pid" && break; sleep 0.1; done
+    is_mounted "$m" || { show_file "$TMP/mount-$b-bad.log" 40; fail "the mount did not come up"; }
+    local err rc=0
+    err=$(cd "$m/snapshots/latest/v" && find . -type f -print0 | timeout 300 xargs -0 cat 2>&1 >/dev/null) || rc=$?
+    [[ $rc -ne 0 && $err == *"Input/output error"* ]] || fail "reading through a damaged pack: exit $rc, '$err'"
+    assert_contains "$TMP/mount-$b-bad.log" "$(basename "$pack") is damaged" "the mount's message"
+    [[ -d $m/snapshots/latest/v/small ]] || fail "the mount went away after the damaged read"
+    timeout 30 fusermount3 -u "$m" || fail "fusermount3 -u failed"
+    for ((i = 0; i < 200; i++)); do gone "$pid" && break; sleep 0.1; done
+    wait "$pid" || fail "the mount exited with an error"
+    rm -rf "$XDG_CACHE_HOME"
 }
 
 for_each_backend run_fetch
