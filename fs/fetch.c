@@ -232,27 +232,29 @@ static uint32_t find_ref(const PrBlobRef *refs, uint32_t n, const PrId *id, cons
     return n;
 }
 
-/* Decodes one stored blob of a GET body, caches it (memory, and disk through the writer). A short
- * body or a blob that does not decode is -EBADMSG, logged with the pack's key when `report` (a
- * blob somebody asked for; a neighbour brought along is only skipped). */
+/* Decodes one stored blob of a GET body and caches it: in memory, and on disk (through the writer)
+ * when `asked` (a blob somebody asked for, not a neighbour brought along in its window). A short
+ * body or a blob that does not decode is -EBADMSG, logged with the pack's key when asked (a
+ * neighbour is only skipped). */
 static int take_blob(PrFetcher *f, const PrId *id, const char *key, SharedBuf *b, size_t got, uint64_t off,
-                     const PrBlobRef *ref, bool report, PrCacheValue **ret) {
+                     const PrBlobRef *ref, bool asked, PrCacheValue **ret) {
     if (off + ref->length > got) {
-        if (report)
+        if (asked)
             pr_log(PR_LOG_ERR, "%s is truncated: blob at offset %u needs %u bytes", key, ref->offset, ref->length);
         return -EBADMSG;
     }
     PrCacheValue *v = NULL;
     int r = decode_value(f, id, b->data + off, ref->length, ref->raw_length, &v);
     if (r < 0) {
-        if (report && r != -ENOMEM) log_damaged(key, id, ref->offset, r);
+        if (asked && r != -ENOMEM) log_damaged(key, id, ref->offset, r);
         return r;
     }
-    /* The disk cache keeps the chunks of large files. Small blobs (small files, trees) come back a
-     * window of neighbours per GET; writing each to a cache file of its own cost more than that
-     * (cp -a of 10,000 small files: 10,857 cache files created, on a core the copy needs; a cold
-     * find of 100,000 entries: 1,013 tree files, a quarter of its time, against one 4 MiB GET). */
-    if (ref->length >= f->o.small_blob) disk_put(f, id, b, (size_t)off, ref->length);
+    /* The disk cache keeps what was asked for: every chunk of a file read (large files' chunks come
+     * singly or in runs, all asked for), not the neighbours a window brings along. Those come back a
+     * window per GET; writing each to a cache file of its own cost more than that (cp -a of 10,000
+     * small files: 10,857 cache files created, on a core the copy needs; a cold find of 100,000
+     * entries: 1,013 tree files, a quarter of its time). A neighbour read later is a memory hit. */
+    if (asked) disk_put(f, id, b, (size_t)off, ref->length);
     pr_memcache_put(f->mc, id->b, v);
     *ret = v;
     return 0;

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # How the mount fetches (fs/fetch.c), from its -v unmount summary, with exact bytes:
 #  - a sequential read of a large file gets its consecutive chunks in multi-chunk GETs ("runs");
-#  - `cp -a` of a directory of small files gets pack windows prefetched ahead of it;
+#  - `cp -a` of a directory of 800 small files costs a few window GETs, not one GET per file (how
+#    many of them were prefetched ahead of the copy depends on timing: logged, not asserted);
 #  - on S3, the disk-cache writer (a background thread) has written entries by the unmount.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -53,14 +54,15 @@ run_fetch() {
     gone "$pid" || fail "the mount did not exit after the unmount"
     wait "$pid" || fail "the mount exited with an error"
     grep "unmounted:" "$TMP/mount-$b.log" >&2 || { show_file "$TMP/mount-$b.log" 40; fail "no unmount summary"; }
-    local runs prefetched writes errors
+    local runs windows writes errors
     runs=$(summary_field "$TMP/mount-$b.log" "runs")
-    prefetched=$(summary_field "$TMP/mount-$b.log" "windows prefetched")
+    windows=$(summary_field "$TMP/mount-$b.log" "windows,")
     writes=$(summary_field "$TMP/mount-$b.log" "disk cache writes")
     errors=$(summary_field "$TMP/mount-$b.log" "errors")
     assert_eq 0 "$errors" "fetch errors"
     assert_lt 0 "${runs:-0}" "GETs that fetched several chunks of the big file at once"
-    assert_lt 0 "${prefetched:-0}" "windows prefetched ahead of cp -a"
+    assert_lt 0 "${windows:-0}" "window GETs for the small files"
+    assert_le "${windows:-0}" 80 "window GETs for 800 small files"
     [[ $b == s3 ]] && assert_lt 0 "${writes:-0}" "entries written by the disk-cache writer"
     rm -rf "$XDG_CACHE_HOME"
 
