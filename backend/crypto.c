@@ -171,21 +171,12 @@ fail:
     return r;
 }
 
-static int pick_same(const uint8_t *head, size_t rest_len, uint8_t **ret_out, void *userdata) {
-    (void)rest_len;
-    *ret_out = (uint8_t *)head + 1;
-    (void)userdata;
-    return 0;
-}
-
 int pr_unseal(const PrKeys *keys, const void *aad, size_t aad_len, const void *sealed, size_t len, uint8_t *out,
               size_t *ret_len) {
     *ret_len = 0;
     if (len < PR_SEAL_OVERHEAD) return -EBADMSG;
     size_t plain_len = len - PR_SEAL_OVERHEAD;
-    /* one byte of head, the rest right behind it: the whole plaintext in out */
-    int r = pr_unseal_split(keys, aad, aad_len, sealed, len, out, plain_len > 0 ? 1 : 0, plain_len > 0 ? pick_same : NULL,
-                            NULL);
+    int r = pr_unseal_split(keys, aad, aad_len, sealed, len, out, plain_len, NULL, NULL); /* all of it as head */
     if (r < 0) return r;
     *ret_len = plain_len;
     return 0;

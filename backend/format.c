@@ -255,7 +255,7 @@ static uint8_t *thread_scratch(size_t n) {
 typedef struct DecodeDest {
     uint8_t *out;
     uint32_t raw_len;
-    bool compressed;
+    uint8_t *compressed; /* the thread's scratch buffer, when the blob is compressed */
 } DecodeDest;
 
 static int pick_dest(const uint8_t *head, size_t rest_len, uint8_t **ret_out, void *userdata) {
@@ -266,8 +266,7 @@ static int pick_dest(const uint8_t *head, size_t rest_len, uint8_t **ret_out, vo
         return 0;
     }
     if (head[0] != 1) return -EBADMSG;
-    d->compressed = true;
-    *ret_out = thread_scratch(rest_len ? rest_len : 1);
+    d->compressed = *ret_out = thread_scratch(rest_len ? rest_len : 1);
     return *ret_out ? 0 : -ENOMEM;
 }
 
@@ -285,9 +284,9 @@ int pr_blob_decode_into(const PrKeys *keys, const PrId *id, const void *stored, 
     if (!d.compressed) return 0;
     /* authenticated: now it may be decompressed */
     size_t clen = len - PR_SEAL_OVERHEAD - 1;
-    const uint8_t *c = thread_scratch(clen ? clen : 1);
+    const uint8_t *c = d.compressed;
     ZSTD_DCtx *z = thread_dctx();
-    if (!c || !z) return -ENOMEM;
+    if (!z) return -ENOMEM;
     unsigned long long fs = ZSTD_getFrameContentSize(c, clen);
     size_t n = fs == raw_len ? ZSTD_decompressDCtx(z, out, raw_len ? raw_len : 1, c, clen) : 0;
     if (fs != raw_len || ZSTD_isError(n) || n != raw_len) {
