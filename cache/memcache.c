@@ -164,6 +164,18 @@ void pr_memcache_put(PrMemCache *c, const uint8_t key[32], PrCacheValue *v) {
     pthread_mutex_unlock(&c->lock);
 }
 
+void pr_memcache_demote(PrMemCache *c, const uint8_t key[32]) {
+    pthread_mutex_lock(&c->lock);
+    Entry *e = find(c, key);
+    if (e && e != c->tail) {
+        lru_unlink(c, e);
+        e->prev = c->tail;
+        c->tail->next = e;
+        c->tail = e;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
 void pr_memcache_usage(PrMemCache *c, size_t *ret_bytes, size_t *ret_count) {
     pthread_mutex_lock(&c->lock);
     if (ret_bytes) *ret_bytes = c->bytes;

@@ -30,5 +30,9 @@ PrCacheValue *pr_memcache_get(PrMemCache *c, const uint8_t key[32]);
 /* Inserts (the cache takes its own reference; the caller keeps its one). A value larger than the
  * whole bound is not kept. Replaces nothing: if the key is present the old value stays. */
 void pr_memcache_put(PrMemCache *c, const uint8_t key[32], PrCacheValue *v);
+/* Moves the entry under key (if any) to the end of the line: the first to go when room is needed.
+ * For a value its reader is done with (the kernel's page cache holds the bytes now), so that it does
+ * not push out what was fetched ahead of the reader and is not read yet. */
+void pr_memcache_demote(PrMemCache *c, const uint8_t key[32]);
 /* Bytes currently held, and the number of entries. */
 void pr_memcache_usage(PrMemCache *c, size_t *ret_bytes, size_t *ret_count);

@@ -12,7 +12,9 @@ int pr_log_get_level(void) {
     int l = atomic_load(&log_level);
     if (l < 0) {
         const char *e = getenv("PRAFS_DEBUG");
-        l = (e && *e && strcmp(e, "0") != 0) ? PR_LOG_DEBUG : PR_LOG_WARN;
+        /* PRAFS_DEBUG=info: the summaries (a mount's fetch counts at unmount) without the per-request
+         * debug lines; any other non-empty value but 0: everything */
+        l = !e || !*e || strcmp(e, "0") == 0 ? PR_LOG_WARN : strcmp(e, "info") == 0 ? PR_LOG_INFO : PR_LOG_DEBUG;
         atomic_store(&log_level, l);
     }
     return l;

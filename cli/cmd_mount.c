@@ -27,7 +27,7 @@ static const char USAGE[] =
     "  -f                      stay in the foreground (messages on stderr)\n"
     "  -d                      FUSE request log (implies -f)\n"
     "  -o refresh=SECONDS      re-read the snapshot list at most this often (default 30)\n"
-    "  -o cache_size=MiB       memory cache of decoded data (default 64)\n"
+    "  -o cache_size=MiB       memory cache of decoded data (default 48)\n"
     "  -o disk_cache=MiB       disk cache of fetched data, $XDG_CACHE_HOME/prafs/<repository id>\n"
     "                          (default 1024 for S3, none for a local repository; 0: none)\n"
     "  -o disk_cache_dir=DIR   put the disk cache there instead\n"

@@ -12,6 +12,11 @@
 #define NBUCKETS 256
 #define NTRIGGERS 64       /* prefetch triggers remembered (one per prefetched window) */
 #define RUN_GAP (64u << 10) /* bytes between two blobs of a run that are fetched and thrown away */
+#define PLAN_GAP (256u << 10) /* the same between two blobs of a planned group */
+#define PLAN_JOBS_MAX 4096    /* planned blobs waiting at most (a plan is dropped beyond) */
+/* bytes of a planned GET at most: the reader waits for a whole GET, and the fetch threads share a
+ * stretch of plan better in several (an 8 MiB GET took 220-300 ms on a loaded machine, 2 MiB ~40) */
+#define PLAN_GROUP_MAX (2u << 20)
 
 typedef struct Job {
     PrId id;
@@ -21,6 +26,12 @@ typedef struct Job {
     struct Job *qprev, *qnext; /* queue links while queued */
     struct Job *rnext;         /* taken into another job's GET (a run) */
     uint32_t ri;               /* ... as that pack's blob ri */
+    /* planned blobs (pr_fetcher_plan) come in groups, one GET each: the first is queued (the
+     * leader), the others follow it (gnext, in pack order), marked running, and point at it */
+    bool planned;
+    PrBlobLoc loc;             /* planned: where the blob is */
+    struct Job *leader;        /* a follower's leader */
+    struct Job *gnext;
 } Job;
 
 /* A GET body, shared by the disk-cache entries cut from it until the writer is done with them. */
@@ -73,8 +84,10 @@ struct PrFetcher {
     bool dstop, dstarted;
     pthread_t dthread;
 
+    size_t planned; /* planned jobs in the table; under lock */
+
     atomic_bool index_used;
-    atomic_uint_fast64_t store_gets, store_bytes, window_gets, run_gets, prefetches, disk_hits, disk_bad, errors,
+    atomic_uint_fast64_t plan_gets, store_gets, store_bytes, window_gets, run_gets, prefetches, disk_hits, disk_bad, errors,
         shared, disk_writes, disk_dropped;
 };
 
@@ -117,6 +130,17 @@ static void queue_remove(Queue *q, Job *j) {
 }
 
 static Queue *queue_of(PrFetcher *f, Job *j) { return j->urgent ? &f->urgent : &f->background; }
+
+/* Somebody waits for j: if it is queued in the background (itself, or the group it follows), it goes
+ * to the urgent queue. Under lock. */
+static void promote(PrFetcher *f, Job *j) {
+    Job *q = j->leader ? j->leader : j;
+    if (q->queued && !q->urgent) {
+        queue_remove(&f->background, q);
+        q->urgent = true;
+        queue_push(&f->urgent, q);
+    }
+}
 
 /* ---- fetching one blob ---- */
 
@@ -209,6 +233,7 @@ static void complete_job(PrFetcher *f, Job *j, int r, PrCacheValue *v) {
     if (r < 0) atomic_fetch_add(&f->errors, 1);
     pthread_mutex_lock(&f->lock);
     table_remove(f, j);
+    if (j->planned) f->planned--;
     PrFetchWaiter *w = j->waiters;
     j->waiters = NULL;
     pthread_mutex_unlock(&f->lock);
@@ -234,19 +259,19 @@ static uint32_t find_ref(const PrBlobRef *refs, uint32_t n, const PrId *id, cons
 
 /* Decodes one stored blob of a GET body and caches it: in memory, and on disk (through the writer)
  * when `asked` (a blob somebody asked for, not a neighbour brought along in its window). A short
- * body or a blob that does not decode is -EBADMSG, logged with the pack's key when asked (a
- * neighbour is only skipped). */
+ * body or a blob that does not decode is -EBADMSG, logged with the pack's key when asked or `wanted`
+ * (planned for a reader: it is about to need it), else only skipped. */
 static int take_blob(PrFetcher *f, const PrId *id, const char *key, SharedBuf *b, size_t got, uint64_t off,
-                     const PrBlobRef *ref, bool asked, PrCacheValue **ret) {
+                     const PrBlobRef *ref, bool asked, bool wanted, PrCacheValue **ret) {
     if (off + ref->length > got) {
-        if (asked)
+        if (asked || wanted)
             pr_log(PR_LOG_ERR, "%s is truncated: blob at offset %u needs %u bytes", key, ref->offset, ref->length);
         return -EBADMSG;
     }
     PrCacheValue *v = NULL;
     int r = decode_value(f, id, b->data + off, ref->length, ref->raw_length, &v);
     if (r < 0) {
-        if (asked && r != -ENOMEM) log_damaged(key, id, ref->offset, r);
+        if ((asked || wanted) && r != -ENOMEM) log_damaged(key, id, ref->offset, r);
         return r;
     }
     /* The disk cache keeps what was asked for: every chunk of a file read (large files' chunks come
@@ -276,7 +301,7 @@ static int fetch_run(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, PrCache
             const PrBlobRef *b = &refs[i];
             if (b->offset < end || b->offset - end > RUN_GAP || (uint64_t)b->offset + b->length - start > f->o.run) break;
             Job *k = table_find(f, &b->id);
-            if (!k || !k->queued) break;
+            if (!k || !k->queued || k->planned) break; /* a planned leader brings its group */
             queue_remove(queue_of(f, k), k);
             k->running = true;
             k->ri = i;
@@ -307,14 +332,14 @@ static int fetch_run(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, PrCache
     }
     PrCacheValue *result = NULL;
     if (r >= 0) {
-        r = take_blob(f, id, key, b, got, 0, &loc->ref, true, &result);
+        r = take_blob(f, id, key, b, got, 0, &loc->ref, true, false, &result);
     }
     for (Job *k = taken, *next; k; k = next) {
         next = k->rnext;
         PrCacheValue *v = NULL;
         int kr = r;
         if (b) {
-            kr = take_blob(f, &k->id, key, b, got, refs[k->ri].offset - start, &refs[k->ri], true, &v);
+            kr = take_blob(f, &k->id, key, b, got, refs[k->ri].offset - start, &refs[k->ri], true, false, &v);
         }
         complete_job(f, k, kr, v);
         pr_memcache_value_unref(v);
@@ -415,7 +440,7 @@ static int fetch_window(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, bool
         }
         if (i != t && cached(f, &ref->id)) continue;
         PrCacheValue *v = NULL;
-        r = take_blob(f, &ref->id, key, b, got, off, ref, i == t, &v);
+        r = take_blob(f, &ref->id, key, b, got, off, ref, i == t, false, &v);
         if (r < 0) {
             if (i == t) {
                 result_err = r;
@@ -485,8 +510,55 @@ static int fetch_blob(PrFetcher *f, const PrId *id, bool urgent, PrCacheValue **
     return fetch_run(f, id, &loc, ret);
 }
 
+/* A planned group in one GET: the leader's blob to the end of the last follower's; every blob is
+ * decoded, cached in memory (on disk only when somebody waited for it: as a window's neighbours, the
+ * rest is read from memory once, see take_blob) and its waiters answered. */
+static void run_group(PrFetcher *f, Job *lead) {
+    uint64_t start = lead->loc.ref.offset, end = start + lead->loc.ref.length;
+    for (Job *k = lead->gnext; k; k = k->gnext) end = MAX(end, (uint64_t)k->loc.ref.offset + k->loc.ref.length);
+    char key[PR_PACK_KEY_MAX];
+    pr_pack_key(&lead->loc.pack, key);
+    uint8_t *data = NULL;
+    size_t got = 0;
+    atomic_fetch_add(&f->store_gets, 1);
+    atomic_fetch_add(&f->plan_gets, 1);
+    double t0 = pr_now();
+    int r = pr_store_get(pr_repo_store(f->repo), key, start, (size_t)(end - start), (void **)&data, &got);
+    SharedBuf *b = NULL;
+    if (r < 0) {
+        pr_log_errno(r, "cannot read %s (offset %llu, %llu bytes)", key, (unsigned long long)start,
+                     (unsigned long long)(end - start));
+    } else {
+        atomic_fetch_add(&f->store_bytes, got);
+        if (!(b = sb_new(data))) {
+            free(data);
+            r = -ENOMEM;
+        }
+    }
+    pr_debug("%s: planned group of %llu bytes at %llu%s in %.1f ms", key, (unsigned long long)(end - start),
+             (unsigned long long)start, lead->urgent ? " (urgent)" : "", (pr_now() - t0) * 1e3);
+    /* followers first: while one is in the table, its leader is not freed (want reads it) */
+    Job *k = lead->gnext ? lead->gnext : lead;
+    while (k) {
+        Job *next = k == lead ? NULL : (k->gnext ? k->gnext : lead);
+        int kr = r;
+        PrCacheValue *v = NULL;
+        if (b) {
+            pthread_mutex_lock(&f->lock);
+            bool asked = k->waiters != NULL;
+            pthread_mutex_unlock(&f->lock);
+            kr = take_blob(f, &k->id, key, b, got, k->loc.ref.offset - start, &k->loc.ref, asked, true, &v);
+        }
+        complete_job(f, k, kr, v);
+        pr_memcache_value_unref(v);
+        k = next;
+    }
+    sb_unref(b);
+}
+
 /* Runs job j (marked running, in the table) in this thread and completes its waiters. */
 static void run_job(PrFetcher *f, Job *j) {
+    if (j->planned) return run_group(f, j);
     PrCacheValue *v = NULL;
     double t0 = pr_now();
     int r = fetch_blob(f, &j->id, j->urgent, &v); /* urgent is fixed once running */
@@ -573,6 +645,10 @@ void pr_fetcher_stop(PrFetcher *f) {
         }
         pthread_mutex_unlock(&f->lock);
         if (!j) break;
+        for (Job *k = j->gnext, *knext; k; k = knext) { /* a planned group's followers */
+            knext = k->gnext;
+            complete_job(f, k, -ESHUTDOWN, NULL);
+        }
         for (PrFetchWaiter *w = j->waiters, *next; w; w = next) {
             next = w->next;
             w->fn(w, -ESHUTDOWN, NULL);
@@ -619,11 +695,7 @@ int pr_fetcher_want(PrFetcher *f, const PrId *id, bool urgent, PrFetchWaiter *w)
             w->next = j->waiters;
             j->waiters = w;
         }
-        if (urgent && j->queued && !j->urgent) {
-            queue_remove(&f->background, j);
-            j->urgent = true;
-            queue_push(&f->urgent, j);
-        }
+        if (urgent) promote(f, j);
         pthread_mutex_unlock(&f->lock);
         return 0;
     }
@@ -673,6 +745,104 @@ int pr_fetcher_want_many(PrFetcher *f, const PrId *ids, size_t n) {
         f->table[b] = j;
         queue_push(&f->background, j);
         added++;
+    }
+    if (added > 1) pthread_cond_broadcast(&f->work);
+    else if (added) pthread_cond_signal(&f->work);
+    pthread_mutex_unlock(&f->lock);
+    return r;
+}
+
+typedef struct PlanItem {
+    PrId id;
+    PrBlobLoc loc;
+    uint32_t order; /* place in the reader's order */
+} PlanItem;
+
+static int cmp_plan_loc(const void *a, const void *b) {
+    const PlanItem *x = a, *y = b;
+    int c = memcmp(x->loc.pack.b, y->loc.pack.b, PR_ID_LEN);
+    if (c) return c;
+    return x->loc.ref.offset < y->loc.ref.offset ? -1 : x->loc.ref.offset > y->loc.ref.offset;
+}
+
+typedef struct PlanGroup {
+    uint32_t first, n; /* items[first .. first + n) */
+    uint32_t order;    /* the earliest the reader needs one of them */
+} PlanGroup;
+
+static int cmp_plan_group(const void *a, const void *b) {
+    const PlanGroup *x = a, *y = b;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+int pr_fetcher_plan(PrFetcher *f, const PrId *ids, size_t n) {
+    if (!n) return 0;
+    _cleanup_free_ PlanItem *items = malloc(sizeof *items * n);
+    _cleanup_free_ PlanGroup *groups = malloc(sizeof *groups * n);
+    if (!items || !groups) return -ENOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (cached(f, &ids[i])) continue;
+        items[m] = (PlanItem){.id = ids[i], .order = (uint32_t)i};
+        if (pr_repo_find_blob(f->repo, &ids[i], &items[m].loc) < 0) continue; /* a read will say why */
+        m++;
+    }
+    if (!m) return 0;
+    atomic_store(&f->index_used, true);
+    qsort(items, m, sizeof *items, cmp_plan_loc);
+    /* groups: blobs of one pack close enough to come in one GET of at most o.run bytes */
+    size_t ng = 0;
+    for (size_t i = 0; i < m;) {
+        uint64_t start = items[i].loc.ref.offset, end = start + items[i].loc.ref.length;
+        PlanGroup g = {.first = (uint32_t)i, .n = 1, .order = items[i].order};
+        size_t k = i + 1;
+        for (; k < m; k++) {
+            const PlanItem *it = &items[k];
+            uint64_t e = (uint64_t)it->loc.ref.offset + it->loc.ref.length;
+            if (memcmp(it->loc.pack.b, items[i].loc.pack.b, PR_ID_LEN) != 0 || it->loc.ref.offset < end ||
+                it->loc.ref.offset - end > PLAN_GAP || e - start > PLAN_GROUP_MAX)
+                break;
+            end = e;
+            g.order = MIN(g.order, it->order);
+            g.n++;
+        }
+        groups[ng++] = g;
+        i = k;
+    }
+    qsort(groups, ng, sizeof *groups, cmp_plan_group); /* in the order the reader needs them */
+
+    pthread_mutex_lock(&f->lock);
+    int r = f->stopping ? -ESHUTDOWN : 0;
+    size_t added = 0;
+    for (size_t g = 0; g < ng && r >= 0 && f->planned + groups[g].n <= PLAN_JOBS_MAX; g++) {
+        Job *lead = NULL, *last = NULL;
+        for (uint32_t i = groups[g].first; i < groups[g].first + groups[g].n; i++) {
+            if (table_find(f, &items[i].id)) continue; /* asked already: fetched on its own */
+            Job *j = calloc(1, sizeof *j);
+            if (!j) {
+                r = -ENOMEM;
+                break;
+            }
+            j->id = items[i].id;
+            j->loc = items[i].loc;
+            j->planned = true;
+            size_t b = bucket(&j->id);
+            j->hnext = f->table[b];
+            f->table[b] = j;
+            f->planned++;
+            if (!lead) {
+                lead = j;
+            } else {
+                j->running = true; /* fetched by its leader */
+                j->leader = lead;
+                last->gnext = j;
+            }
+            last = j;
+        }
+        if (lead) {
+            queue_push(&f->background, lead);
+            added++;
+        }
     }
     if (added > 1) pthread_cond_broadcast(&f->work);
     else if (added) pthread_cond_signal(&f->work);
@@ -731,10 +901,11 @@ int pr_fetcher_get_sync(PrFetcher *f, const PrId *id, PrCacheValue **ret) {
     int r = 0;
     pthread_mutex_lock(&f->lock);
     Job *j = table_find(f, id);
-    if (j && j->running) { /* someone is on it: wait for them */
+    if (j && (j->running || j->leader)) { /* someone is on it, or it follows a queued group: wait */
         atomic_fetch_add(&f->shared, 1);
         s.w.next = j->waiters;
         j->waiters = &s.w;
+        promote(f, j);
     } else if (j) { /* queued: take it over rather than wait for a thread */
         queue_remove(queue_of(f, j), j);
         j->running = true;
@@ -772,6 +943,7 @@ bool pr_fetcher_index_used(PrFetcher *f) { return atomic_load(&f->index_used); }
 
 void pr_fetcher_stats(PrFetcher *f, PrFetcherStats *ret) {
     *ret = (PrFetcherStats){
+        .plan_gets = atomic_load(&f->plan_gets),
         .store_gets = atomic_load(&f->store_gets),
         .store_bytes = atomic_load(&f->store_bytes),
         .window_gets = atomic_load(&f->window_gets),

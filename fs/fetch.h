@@ -62,6 +62,12 @@ int pr_fetcher_want(PrFetcher *f, const PrId *id, bool urgent, PrFetchWaiter *w)
 /* Read-ahead of several blobs at once (no waiters, background), queued under one lock so that
  * consecutive blobs of a pack are fetched together. Stops when the background queue is full. */
 int pr_fetcher_want_many(PrFetcher *f, const PrId *ids, size_t n);
+/* Read-ahead of the blobs a reader will want next, in the order it will want them (a walk of the
+ * files after the one it reads: cp -a, tar). Located in the index, grouped by pack into GETs of at
+ * most 2 MiB spanning gaps of up to 256 KiB, queued in the background in the reader's order:
+ * one GET per group wherever the blobs lie, instead of a window per pack the reader enters. Blobs
+ * cached, in flight or not indexed are left out; a plan beyond 4096 waiting blobs is cut. */
+int pr_fetcher_plan(PrFetcher *f, const PrId *ids, size_t n);
 /* A reader got value v from the memory cache: if the fetcher marked it (v->hint: a blob of a window
  * fetched ahead), starts the prefetch of the next window, once per window. Cheap when not marked. */
 void pr_fetcher_hit(PrFetcher *f, PrCacheValue *v);
@@ -72,7 +78,7 @@ int pr_fetcher_get_sync(PrFetcher *f, const PrId *id, PrCacheValue **ret);
 bool pr_fetcher_index_used(PrFetcher *f);
 
 typedef struct PrFetcherStats {
-    uint64_t store_gets, store_bytes, window_gets, run_gets, prefetches, disk_hits, disk_bad, errors, shared,
+    uint64_t plan_gets, store_gets, store_bytes, window_gets, run_gets, prefetches, disk_hits, disk_bad, errors, shared,
         disk_writes, disk_dropped;
 } PrFetcherStats;
 void pr_fetcher_stats(PrFetcher *f, PrFetcherStats *ret);

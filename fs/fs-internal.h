@@ -36,6 +36,15 @@ typedef struct PrFs {
     uid_t uid;               /* owner of the virtual entries: whoever mounted */
     gid_t gid;
     const uint8_t *zeros;    /* PR_FS_MAX_READ bytes of zeros (holes), read-only mapping */
+    /* read-ahead across files (plan.c); compared as addresses only, never dereferenced */
+    _Atomic(const PrNode *) plan_last;    /* the file a reader started last */
+    _Atomic(const PrNode *) plan_trigger; /* starting this file plans the next stretch */
+    _Atomic double plan_until;            /* pr_now() until which a miss plans at once */
+    atomic_uint_fast64_t reads, reads_waited, wait_us; /* reads, those that waited for a fetch, how long */
 } PrFs;
 
 extern const struct fuse_lowlevel_ops pr_fs_ops;
+
+/* A reader starts file inode `in` (a read at offset 0); miss: its first blob is not in memory.
+ * Plans the files after it when the reader goes through the tree in order (plan.c). */
+void pr_fs_plan_read(PrFs *fs, PrInode *in, bool miss);

@@ -90,7 +90,7 @@ static int fs_new(PrRepo *repo, const PrFsOptions *o, PrFs **ret) {
     fs->repo = repo;
     fs->o = *o;
     if (!fs->o.refresh_seconds) fs->o.refresh_seconds = 30;
-    if (!fs->o.cache_mib) fs->o.cache_mib = 64; /* the page cache and the disk cache hold the rest */
+    if (!fs->o.cache_mib) fs->o.cache_mib = 48; /* the page cache and the disk cache hold the rest */
     fs->uid = getuid();
     fs->gid = getgid();
     clock_gettime(CLOCK_REALTIME, &fs->started);
@@ -214,12 +214,15 @@ int pr_fs_run(PrRepo *repo, const PrFsOptions *o) {
         PrFetcherStats st;
         pr_fetcher_stats(fs->fetcher, &st);
         pr_log(PR_LOG_INFO,
-               "unmounted: %llu GETs (%llu windows, %llu runs, %llu MiB), %llu windows prefetched, %llu disk cache "
+               "unmounted: %llu GETs (%llu windows, %llu runs, %llu planned, %llu MiB), %llu windows prefetched, %llu disk cache "
                "hits, %llu disk cache writes (%llu dropped), %llu errors",
                (unsigned long long)st.store_gets, (unsigned long long)st.window_gets, (unsigned long long)st.run_gets,
-               (unsigned long long)(st.store_bytes >> 20), (unsigned long long)st.prefetches,
+               (unsigned long long)st.plan_gets, (unsigned long long)(st.store_bytes >> 20), (unsigned long long)st.prefetches,
                (unsigned long long)st.disk_hits, (unsigned long long)st.disk_writes,
                (unsigned long long)st.disk_dropped, (unsigned long long)st.errors);
+        uint64_t reads = atomic_load(&fs->reads), waited = atomic_load(&fs->reads_waited);
+        pr_log(PR_LOG_INFO, "unmounted: %llu reads, %llu waited for a fetch (%.2f s in all)",
+               (unsigned long long)reads, (unsigned long long)waited, (double)atomic_load(&fs->wait_us) / 1e6);
     }
     fs_free(fs);
     return r;

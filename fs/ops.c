@@ -600,6 +600,7 @@ struct PendingRead {
     double t0;
     atomic_int remaining;
     atomic_int err;
+    bool waited; /* some chunk was not in memory */
     ReadSlot slots[];
 };
 
@@ -614,6 +615,11 @@ static void pending_free(PendingRead *p) {
  * cached, else on the fetch thread that completed the last chunk. */
 static void pending_finish(PendingRead *p) {
     int err = atomic_load(&p->err);
+    atomic_fetch_add(&p->fs->reads, 1);
+    if (p->waited) {
+        atomic_fetch_add(&p->fs->reads_waited, 1);
+        atomic_fetch_add(&p->fs->wait_us, (uint64_t)((pr_now() - p->t0) * 1e6));
+    }
     pr_debug("read of %llu bytes at %llu: %s after %.1f ms", (unsigned long long)(p->end - p->off),
              (unsigned long long)p->off, err < 0 ? strerror(-err) : "ok", (pr_now() - p->t0) * 1e3);
     if (err < 0) {
@@ -644,6 +650,10 @@ static void pending_finish(PendingRead *p) {
     }
     fuse_reply_iov(p->req, iov, (int)niov);
     free(iov);
+    /* a chunk read to its end sits in the page cache now (the kernel keeps it: keep_cache, no
+     * invalidation): its memory copy goes last in line, behind what is fetched ahead of the reader */
+    for (uint32_t i = 0; i < p->n; i++)
+        if (p->slots[i].v && p->end >= h->cum[p->c0 + i + 1]) pr_memcache_demote(p->fs->mc, h->node->chunks[p->c0 + i].id.b);
     pending_free(p);
 }
 
@@ -744,6 +754,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
             missing++;
         }
     }
+    p->waited = missing > 0;
+    if (off == 0) pr_fs_plan_read(fs, in, missing > 0); /* before asking: the read joins a planned GET */
     /* one count per missing chunk, plus this thread's, so that nobody finishes before the loop ends */
     atomic_init(&p->remaining, (int)missing + 1);
     for (uint32_t i = 0; i < count && missing; i++) {
