@@ -67,6 +67,62 @@ static void test_bound_and_lru(void **state) {
     pr_memcache_value_unref(v0);
 }
 
+/* A demoted entry is the next to go, whatever its recency; the others keep their order. */
+static void test_demote(void **state) {
+    (void)state;
+    PrMemCache *c;
+    assert_int_equal(pr_memcache_new(500, &c), 0);
+    uint8_t k[32];
+    for (int i = 0; i < 5; i++) { /* LRU order, oldest first: 0 1 2 3 4 */
+        key(k, i);
+        PrCacheValue *v = val(100, (uint8_t)i);
+        pr_memcache_put(c, k, v);
+        pr_memcache_value_unref(v);
+    }
+    key(k, 4); /* the newest */
+    pr_memcache_demote(c, k);
+    key(k, 77); /* not there: nothing happens */
+    pr_memcache_demote(c, k);
+    for (int i = 5; i < 7; i++) { /* two more: 4 goes first, then 0 */
+        key(k, i);
+        PrCacheValue *v = val(100, (uint8_t)i);
+        pr_memcache_put(c, k, v);
+        pr_memcache_value_unref(v);
+    }
+    static const int gone[] = {4, 0}, kept[] = {1, 2, 3, 5, 6};
+    for (size_t i = 0; i < 2; i++) {
+        key(k, gone[i]);
+        assert_null(pr_memcache_get(c, k));
+    }
+    for (size_t i = 0; i < 5; i++) {
+        key(k, kept[i]);
+        PrCacheValue *v = pr_memcache_get(c, k);
+        assert_non_null(v);
+        assert_int_equal(v->data[0], kept[i]);
+        pr_memcache_value_unref(v);
+    }
+    /* demoting the only entry, and the tail itself, keeps the list sound */
+    pr_memcache_free(c);
+    assert_int_equal(pr_memcache_new(100, &c), 0);
+    key(k, 1);
+    PrCacheValue *v = val(100, 1);
+    pr_memcache_put(c, k, v);
+    pr_memcache_value_unref(v);
+    pr_memcache_demote(c, k);
+    pr_memcache_demote(c, k);
+    key(k, 2);
+    v = val(100, 2);
+    pr_memcache_put(c, k, v);
+    pr_memcache_value_unref(v);
+    key(k, 1);
+    assert_null(pr_memcache_get(c, k));
+    key(k, 2);
+    v = pr_memcache_get(c, k);
+    assert_non_null(v);
+    pr_memcache_value_unref(v);
+    pr_memcache_free(c);
+}
+
 static void test_many(void **state) {
     (void)state;
     PrMemCache *c;
@@ -89,6 +145,7 @@ static void test_many(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_bound_and_lru), cmocka_unit_test(test_many)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_bound_and_lru), cmocka_unit_test(test_demote),
+                                       cmocka_unit_test(test_many)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
