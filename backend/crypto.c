@@ -105,10 +105,12 @@ static int cipher_update(EVP_CIPHER_CTX *ctx, bool enc, uint8_t *out, const void
     return 0;
 }
 
-int pr_seal(const PrKeys *keys, const void *aad, size_t aad_len, const void *plain, size_t len, uint8_t *out) {
+int pr_seal_parts(const PrKeys *keys, const void *aad, size_t aad_len, const void *head, size_t head_len,
+                  const void *body, size_t body_len, uint8_t *out) {
     const EVP_CIPHER *cipher = gcm();
     if (!cipher) return -EIO;
-    if (len > SIZE_MAX - PR_SEAL_OVERHEAD) return -EIO;
+    if (body_len > SIZE_MAX - PR_SEAL_OVERHEAD || head_len > SIZE_MAX - PR_SEAL_OVERHEAD - body_len) return -EIO;
+    size_t len = head_len + body_len;
 
     uint8_t *nonce = out, *ct = out + PR_NONCE_LEN, *tag = out + PR_NONCE_LEN + len;
     int r = pr_random(nonce, PR_NONCE_LEN);
@@ -122,14 +124,23 @@ int pr_seal(const PrKeys *keys, const void *aad, size_t aad_len, const void *pla
         r = cipher_update(ctx, true, NULL, aad, aad_len);
         if (r < 0) return r;
     }
-    if (len > 0) {
-        r = cipher_update(ctx, true, ct, plain, len);
+    /* GCM is a stream mode: the two parts encrypt exactly as their concatenation would */
+    if (head_len > 0) {
+        r = cipher_update(ctx, true, ct, head, head_len);
+        if (r < 0) return r;
+    }
+    if (body_len > 0) {
+        r = cipher_update(ctx, true, ct + head_len, body, body_len);
         if (r < 0) return r;
     }
     int outl = 0;
     if (EVP_EncryptFinal_ex(ctx, ct + len, &outl) != 1 || outl != 0) return -EIO;
     if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, PR_TAG_LEN, tag) != 1) return -EIO;
     return 0;
+}
+
+int pr_seal(const PrKeys *keys, const void *aad, size_t aad_len, const void *plain, size_t len, uint8_t *out) {
+    return pr_seal_parts(keys, aad, aad_len, NULL, 0, plain, len, out);
 }
 
 int pr_unseal_split(const PrKeys *keys, const void *aad, size_t aad_len, const void *sealed, size_t len, uint8_t *head,

@@ -150,20 +150,39 @@ static int unseal_alloc(const PrKeys *keys, const char *aad, const void *data, s
 
 /* ---- blobs ---- */
 
-static pthread_key_t zkey;
+/* Per-thread state kept from blob to blob: zstd contexts and the buffers that hold a compressed
+ * payload (one for encoding, one for decoding: a thread may decode a blob while the payload it
+ * prepared is still waiting to be sealed). */
+typedef struct Scratch {
+    uint8_t *p;
+    size_t cap;
+} Scratch;
+
+static pthread_key_t zkey, skey, ekey, sample_key;
 static pthread_once_t zonce = PTHREAD_ONCE_INIT;
 static void zfree(void *p) { ZSTD_freeCCtx(p); }
-static void zinit(void) { (void)pthread_key_create(&zkey, zfree); }
+static void sfree(void *p) {
+    Scratch *s = p;
+    free(s->p);
+    free(s);
+}
+static void zinit(void) {
+    (void)pthread_key_create(&zkey, zfree);
+    (void)pthread_key_create(&sample_key, zfree);
+    (void)pthread_key_create(&skey, sfree);
+    (void)pthread_key_create(&ekey, sfree);
+}
 
-static ZSTD_CCtx *thread_cctx(void) {
+/* keys by address: they are created by the first call */
+static ZSTD_CCtx *thread_cctx(const pthread_key_t *key, int level) {
     pthread_once(&zonce, zinit);
-    ZSTD_CCtx *c = pthread_getspecific(zkey);
+    ZSTD_CCtx *c = pthread_getspecific(*key);
     if (!c) {
         c = ZSTD_createCCtx();
         if (!c) return NULL;
-        ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 3);
+        ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
         ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
-        if (pthread_setspecific(zkey, c) != 0) {
+        if (pthread_setspecific(*key, c) != 0) {
             ZSTD_freeCCtx(c);
             return NULL;
         }
@@ -171,32 +190,84 @@ static ZSTD_CCtx *thread_cctx(void) {
     return c;
 }
 
-int pr_blob_encode(const PrKeys *keys, const PrId *id, const void *data, size_t len, void **ret, size_t *ret_len) {
+static uint8_t *thread_scratch_of(const pthread_key_t *key, size_t n) {
+    pthread_once(&zonce, zinit);
+    Scratch *s = pthread_getspecific(*key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        if (pthread_setspecific(*key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->cap < n) {
+        free(s->p);
+        s->p = malloc(n);
+        s->cap = s->p ? n : 0;
+    }
+    return s->p;
+}
+
+static uint8_t *thread_scratch(size_t n) { return thread_scratch_of(&skey, n); }
+
+/* Whether a blob is worth handing to zstd level 3. Level 3 costs about as much on random bytes
+ * (media, archives, encrypted files) as on text and then does not shrink them; a few spots
+ * compressed at level 1 cost a small fraction of that and tell the two apart. Spots are spread over
+ * the blob so that one incompressible header does not condemn a compressible chunk. Blobs up to
+ * PR_BLOB_SAMPLE_MIN are compressed outright: for them the sample would be most of the work. */
+#define SAMPLE_SPOT 4096u
+#define SAMPLE_GAIN_PCT 3 /* a sample must shrink by this much for the blob to be compressed */
+
+static bool worth_compressing(const uint8_t *data, size_t len) {
+    if (len <= PR_BLOB_SAMPLE_MIN) return true;
+    ZSTD_CCtx *c = thread_cctx(&sample_key, 1);
+    if (!c) return true; /* no sample: let the real compression decide */
+    unsigned spots = len >= 256u * SAMPLE_SPOT ? 4 : len >= 8u * SAMPLE_SPOT ? 2 : 1;
+    uint8_t out[ZSTD_COMPRESSBOUND(SAMPLE_SPOT)];
+    size_t in_total = 0, out_total = 0;
+    for (unsigned i = 0; i < spots; i++) {
+        size_t off = (len - SAMPLE_SPOT) / (spots > 1 ? spots - 1 : 1) * i;
+        size_t n = ZSTD_compress2(c, out, sizeof out, data + off, SAMPLE_SPOT);
+        if (ZSTD_isError(n)) return true;
+        in_total += SAMPLE_SPOT;
+        out_total += n;
+    }
+    return out_total * 100 < in_total * (100 - SAMPLE_GAIN_PCT);
+}
+
+int pr_blob_prepare(const void *data, size_t len, PrBlobPlain *ret) {
     if (len > PR_MAX_BLOB) return -EFBIG;
-    ZSTD_CCtx *cctx = thread_cctx();
+    *ret = (PrBlobPlain){0, data, len};
+    if (!len || !worth_compressing(data, len)) return 0;
+    ZSTD_CCtx *cctx = thread_cctx(&zkey, 3);
     if (!cctx) return -ENOMEM;
     size_t bound = ZSTD_compressBound(len);
-    _cleanup_free_ uint8_t *plain = malloc(1 + MAX(bound, len));
-    if (!plain) return -ENOMEM;
-    size_t clen = ZSTD_compress2(cctx, plain + 1, bound, data, len);
-    size_t plen;
-    if (!ZSTD_isError(clen) && clen < len) {
-        plain[0] = 1;
-        plen = 1 + clen;
-    } else {
-        plain[0] = 0;
-        if (len) memcpy(plain + 1, data, len);
-        plen = 1 + len;
-    }
-    uint8_t *out = malloc(plen + PR_SEAL_OVERHEAD);
+    uint8_t *buf = thread_scratch_of(&ekey, bound);
+    if (!buf) return -ENOMEM;
+    size_t clen = ZSTD_compress2(cctx, buf, bound, data, len);
+    if (!ZSTD_isError(clen) && clen < len) *ret = (PrBlobPlain){1, buf, clen};
+    return 0;
+}
+
+int pr_blob_seal(const PrKeys *keys, const PrId *id, const PrBlobPlain *p, uint8_t *out) {
+    return pr_seal_parts(keys, id->b, PR_ID_LEN, &p->flag, 1, p->payload, p->len, out);
+}
+
+int pr_blob_encode(const PrKeys *keys, const PrId *id, const void *data, size_t len, void **ret, size_t *ret_len) {
+    PrBlobPlain p;
+    int r = pr_blob_prepare(data, len, &p);
+    if (r < 0) return r;
+    size_t n = pr_blob_stored_len(&p);
+    uint8_t *out = malloc(n);
     if (!out) return -ENOMEM;
-    int r = pr_seal(keys, id->b, PR_ID_LEN, plain, plen, out);
+    r = pr_blob_seal(keys, id, &p, out);
     if (r < 0) {
         free(out);
         return r;
     }
     *ret = out;
-    *ret_len = plen + PR_SEAL_OVERHEAD;
+    *ret_len = n;
     return 0;
 }
 
@@ -217,39 +288,6 @@ static ZSTD_DCtx *thread_dctx(void) {
         }
     }
     return d;
-}
-
-/* A per-thread buffer for the compressed payload of a blob, kept from blob to blob. */
-typedef struct Scratch {
-    uint8_t *p;
-    size_t cap;
-} Scratch;
-static pthread_key_t skey;
-static pthread_once_t sonce = PTHREAD_ONCE_INIT;
-static void sfree(void *p) {
-    Scratch *s = p;
-    free(s->p);
-    free(s);
-}
-static void sinit(void) { (void)pthread_key_create(&skey, sfree); }
-
-static uint8_t *thread_scratch(size_t n) {
-    pthread_once(&sonce, sinit);
-    Scratch *s = pthread_getspecific(skey);
-    if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s) return NULL;
-        if (pthread_setspecific(skey, s) != 0) {
-            free(s);
-            return NULL;
-        }
-    }
-    if (s->cap < n) {
-        free(s->p);
-        s->p = malloc(n);
-        s->cap = s->p ? n : 0;
-    }
-    return s->p;
 }
 
 typedef struct DecodeDest {

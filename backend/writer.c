@@ -288,31 +288,31 @@ static void *worker_main(void *arg) {
         if (!w->jobs_head) w->jobs_tail = NULL;
         pthread_mutex_unlock(&w->lock);
 
-        void *stored = NULL;
-        size_t slen = 0;
-        int r = pr_blob_encode(w->keys, &j->id, j->data, j->len, &stored, &slen);
-        /* the raw copy is not needed any more: free it before waiting for the lock */
-        size_t raw = j->len;
-        uint8_t type = j->type;
-        PrId id = j->id;
-        free(j->data);
-        free(j);
+        /* compressed (or not) into this thread's buffer, then sealed straight into the pack: no
+         * copy of the stored form */
+        PrBlobPlain plain;
+        int r = pr_blob_prepare(j->data, j->len, &plain);
+        size_t slen = r == 0 ? pr_blob_stored_len(&plain) : 0;
 
         pthread_mutex_lock(&w->lock);
         bool was_full = w->jobs_bytes > QUEUE_BYTES_MAX;
-        w->jobs_bytes -= raw;
+        w->jobs_bytes -= j->len;
         if (was_full && w->jobs_bytes <= QUEUE_BYTES_MAX) pthread_cond_signal(&w->jobs_space);
         Pack *p = NULL;
         size_t off = 0;
-        if (r == 0 && !w->error) r = pack_reserve_locked(w, &id, type, slen, (uint32_t)raw, &p, &off);
+        if (r == 0 && !w->error) r = pack_reserve_locked(w, &j->id, j->type, slen, (uint32_t)j->len, &p, &off);
         if (p) {
             pthread_mutex_unlock(&w->lock);
-            memcpy(p->buf + off, stored, slen);
+            r = pr_blob_seal(w->keys, &j->id, &plain, p->buf + off);
             pthread_mutex_lock(&w->lock);
             pack_append_done_locked(w, p);
         }
         if (r < 0) set_error_locked(w, r);
-        free(stored);
+        /* a raw payload is the job's data: freed only now that it is sealed (outside the lock) */
+        pthread_mutex_unlock(&w->lock);
+        free(j->data);
+        free(j);
+        pthread_mutex_lock(&w->lock);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
