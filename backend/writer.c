@@ -112,7 +112,7 @@ typedef struct Writer {
     const PrChunker *chunker;
     const PrWriterOptions *opts;
     uint32_t pack_target;
-    uint32_t max_chunk;
+    uint32_t min_chunk, max_chunk;
 
     pthread_mutex_t lock;
     pthread_cond_t jobs_ready;  /* a job was queued, or closing, or an error */
@@ -407,16 +407,32 @@ static int submit(Writer *w, const PrId *id, uint8_t type, void *data, size_t le
     return err;
 }
 
-/* Ids a blob and queues it unless it is stored or queued already. data is copied only if new. */
-static int store_blob(Writer *w, uint8_t type, const void *data, size_t len, PrId *ret_id) {
+/* Ids a blob: 1 if neither stored nor queued yet (it is then recorded as queued), 0 if it is. */
+static int blob_is_new(Writer *w, const void *data, size_t len, PrId *ret_id) {
     pr_blob_id(w->keys, data, len, ret_id);
     if (idset_has(&w->pending, ret_id) || pr_repo_find_blob(w->repo, ret_id, NULL) == 0) return 0;
     int r = idset_add(&w->pending, ret_id);
-    if (r < 0) return r;
+    return r < 0 ? r : 1;
+}
+
+/* Ids a blob and queues it unless it is stored or queued already. data is copied only if new. */
+static int store_blob(Writer *w, uint8_t type, const void *data, size_t len, PrId *ret_id) {
+    int r = blob_is_new(w, data, len, ret_id);
+    if (r <= 0) return r;
     void *copy = malloc(len ? len : 1);
     if (!copy) return -ENOMEM;
     memcpy(copy, data, len);
     return submit(w, ret_id, type, copy, len);
+}
+
+/* store_blob for a malloc'ed buffer it takes over: queued as is when new, freed otherwise. */
+static int store_blob_owned(Writer *w, uint8_t type, void *data, size_t len, PrId *ret_id) {
+    int r = blob_is_new(w, data, len, ret_id);
+    if (r <= 0) {
+        free(data);
+        return r;
+    }
+    return submit(w, ret_id, type, data, len);
 }
 
 static void progress(Writer *w, const char *path, bool force) {
@@ -509,12 +525,44 @@ static int read_region(Writer *w, int fd, const char *path, uint64_t start, uint
     return 0;
 }
 
+/* A file no longer than the minimum chunk size is one chunk whatever its content: it is read into a
+ * buffer of its own which, when the chunk is new, becomes the job's data as is, instead of going
+ * through the read window and being copied out of it. */
+static int read_small(Writer *w, int fd, const char *path, uint64_t size, ChunkList *l, uint64_t *ret_size) {
+    uint8_t *buf = malloc((size_t)size);
+    if (!buf) return -ENOMEM;
+    size_t have = 0;
+    while (have < size) {
+        ssize_t n = pread(fd, buf + have, (size_t)size - have, (off_t)have);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            int e = -errno;
+            free(buf);
+            return e;
+        }
+        if (n == 0) break; /* shrank while we read: record what was there */
+        have += (size_t)n;
+        w->bytes_read += (uint64_t)n;
+    }
+    *ret_size = have;
+    if (!have) {
+        free(buf);
+        return 0;
+    }
+    PrId id;
+    int r = store_blob_owned(w, PR_BLOB_DATA, buf, have, &id);
+    if (r < 0) return r;
+    progress(w, path, false);
+    return chunks_push(l, &id, (uint32_t)have);
+}
+
 /* Reads a regular file into chunks; holes (SEEK_HOLE) become zero-id chunk refs. *ret_size is the
  * number of bytes recorded. */
 static int read_file(Writer *w, int fd, const char *path, const struct stat *st, ChunkList *l, uint64_t *ret_size) {
     uint64_t size = (uint64_t)st->st_size, off = 0;
     bool sparse = (uint64_t)st->st_blocks * 512 < size;
     int r;
+    if (!sparse && size > 0 && size <= w->min_chunk) return read_small(w, fd, path, size, l, ret_size);
     while (off < size) {
         uint64_t data = off, hole = size;
         if (sparse) {
@@ -1188,6 +1236,7 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
     w->chunker = pr_repo_chunker(repo);
     w->opts = opts;
     w->pack_target = pr_repo_config(repo)->pack_size;
+    w->min_chunk = pr_repo_config(repo)->chunker.min_size;
     w->max_chunk = pr_repo_config(repo)->chunker.max_size;
     /* a pack closes at the first blob that takes it past the target, and a stored blob is at most
      * its raw size plus the flag byte and the seal: such a buffer never grows for a data blob */

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "backend/crypto.h"
 #include "cache/util.h"
@@ -67,6 +69,23 @@ static void test_blob_id(void **state) {
     k.mac[31] = 1;
     pr_blob_id(&k, msg, strlen(msg), &id2);
     assert_memory_not_equal(&id, &id2, sizeof id);
+    /* ids are computed with a per-thread context kept keyed between calls: switching keys back and
+     * forth, and any length, must give what HMAC-SHA256 gives */
+    uint8_t big[70000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)(i * 31 + 7);
+    for (int round = 0; round < 3; round++) {
+        k.mac[31] = (uint8_t)(round & 1);
+        for (size_t len = 0; len <= sizeof big; len += len < 200 ? 67 : 34999) {
+            uint8_t want[32];
+            unsigned wl = 0;
+            assert_non_null(HMAC(EVP_sha256(), k.mac, sizeof k.mac, big, len, want, &wl));
+            pr_blob_id(&k, big, len, &id2);
+            assert_memory_equal(id2.b, want, 32);
+        }
+    }
+    k.mac[31] = 0;
+    pr_blob_id(&k, msg, strlen(msg), &id2);
+    assert_memory_equal(&id, &id2, sizeof id);
 }
 
 static void roundtrip(size_t len) {
