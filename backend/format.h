@@ -26,8 +26,9 @@ enum { PR_BLOB_DATA = 0, PR_BLOB_TREE = 1 };
 /* ---- blobs ---- */
 
 /* Stored form of a blob: sealed(enc key, aad = id, [u8 compression] || payload), compression 0 = none,
- * 1 = zstd frame. Compresses with zstd level 3 (one context per thread) unless a sample says the blob
- * is incompressible or compression does not shrink it. *ret is malloc'ed. */
+ * 1 = zstd frame. zstd level 3 (one context per thread), level 1 for data with no matches, none for a
+ * small incompressible blob (see pr_blob_prepare) or when compression does not shrink it. *ret is
+ * malloc'ed. */
 int pr_blob_encode(const PrKeys *keys, const PrId *id, const void *data, size_t len, void **ret, size_t *ret_len);
 
 /* Blobs longer than this are sampled before compression (see pr_blob_prepare). */
@@ -40,9 +41,11 @@ typedef struct PrBlobPlain {
     const uint8_t *payload; /* the caller's data, or the calling thread's compression buffer */
     size_t len;
 } PrBlobPlain;
-/* Decides how to store data and compresses it if worth it (zstd level 3, unless a level-1 sample of
- * a few spots of a blob longer than PR_BLOB_SAMPLE_MIN does not shrink). ret->payload stays valid
- * while data does and until this thread's next call. */
+/* Decides how to store data and compresses it if worth it. Blobs longer than PR_BLOB_SAMPLE_MIN are
+ * sampled first (a few spots at zstd level 1): under 256 KiB a sample that does not shrink stores
+ * the blob raw; a sample that does no better than its order-0 entropy (no matches) has the blob
+ * compressed at level 1; otherwise level 3. ret->payload stays valid while data does and until
+ * this thread's next call. */
 int pr_blob_prepare(const void *data, size_t len, PrBlobPlain *ret);
 static inline size_t pr_blob_stored_len(const PrBlobPlain *p) { return 1 + p->len + PR_SEAL_OVERHEAD; }
 /* Seals a prepared blob into out (pr_blob_stored_len bytes), on the thread that prepared it. */

@@ -145,6 +145,23 @@ static void test_blob_incompressible_skipped(void **state) {
     assert_int_equal(pr_random(d, n), 0);
     fill_text(d + n - (64 << 10), 64 << 10);
     assert_int_equal(blob_flag_and_roundtrip(d, n), 1);
+
+    /* From 256 KiB on (a chunk of a large file, which may mix kinds) an incompressible sample does
+     * not store the blob raw: 1 MiB of zeros with random bytes exactly at the four sampled spots is
+     * still compressed. */
+    memset(d, 0, n);
+    for (size_t i = 0; i < 4; i++) assert_int_equal(pr_random(d + (n - 4096) / 3 * i, 4096), 0);
+    assert_int_equal(blob_flag_and_roundtrip(d, n), 1);
+
+    /* Symbols drawn independently (no matches, only entropy coding helps: the benchmark's letter
+     * text) are compressed, at any size. */
+    static const char letters[] = "eeeeeeetttttaaaaoooiiinnnsshhrrdl ,.\n"; /* by frequency */
+    uint64_t x = 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+        d[i] = (uint8_t)letters[(x * 0x2545f4914f6cdd1dull >> 33) % (sizeof letters - 1)];
+    }
+    for (size_t len = 1000; len <= n; len *= 8) assert_int_equal(blob_flag_and_roundtrip(d, len), 1);
     free(d);
 }
 
