@@ -43,6 +43,10 @@ void pr_blob_id(const PrKeys *keys, const void *data, size_t len, PrId *ret);
 /* Encrypts len bytes of plaintext into out, which has room for len + PR_SEAL_OVERHEAD bytes.
  * aad (may be NULL when aad_len is 0) is authenticated, not stored. Returns 0 or -EIO. */
 int pr_seal(const PrKeys *keys, const void *aad, size_t aad_len, const void *plain, size_t len, uint8_t *out);
+/* pr_seal of the plaintext head || body, without the caller joining them first (a blob's flag byte
+ * and its payload). The result is the same as pr_seal of the concatenation. */
+int pr_seal_parts(const PrKeys *keys, const void *aad, size_t aad_len, const void *head, size_t head_len,
+                  const void *body, size_t body_len, uint8_t *out);
 /* Reverse of pr_seal. out has room for len - PR_SEAL_OVERHEAD bytes; *ret_len receives that length.
  * -EBADMSG if the input is shorter than the overhead or does not authenticate (tampered, wrong key,
  * wrong aad). Never writes unauthenticated plaintext to the caller: out is zeroed on failure. */

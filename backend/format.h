@@ -26,9 +26,31 @@ enum { PR_BLOB_DATA = 0, PR_BLOB_TREE = 1 };
 /* ---- blobs ---- */
 
 /* Stored form of a blob: sealed(enc key, aad = id, [u8 compression] || payload), compression 0 = none,
- * 1 = zstd frame. Compresses with zstd level 3 (one context per thread) unless that does not shrink it.
- * *ret is malloc'ed. */
+ * 1 = zstd frame. zstd level 3 (one context per thread), level 1 for data with no matches, none for a
+ * small incompressible blob (see pr_blob_prepare) or when compression does not shrink it. *ret is
+ * malloc'ed. */
 int pr_blob_encode(const PrKeys *keys, const PrId *id, const void *data, size_t len, void **ret, size_t *ret_len);
+
+/* Blobs longer than this are sampled before compression (see pr_blob_prepare). */
+#define PR_BLOB_SAMPLE_MIN (8u << 10)
+
+/* pr_blob_encode in two steps, so that the caller can seal a blob straight into its destination
+ * once it knows the stored length: the plaintext to seal, a flag byte and a payload. */
+typedef struct PrBlobPlain {
+    uint8_t flag;           /* 0 stored as is, 1 zstd */
+    const uint8_t *payload; /* the caller's data, or the calling thread's compression buffer */
+    size_t len;
+} PrBlobPlain;
+/* Decides how to store data and compresses it if worth it. Blobs longer than PR_BLOB_SAMPLE_MIN are
+ * sampled first (a few spots at zstd level 1): under 256 KiB a sample that does not shrink stores
+ * the blob raw; a sample that does no better than its order-0 entropy (no matches) has the blob
+ * compressed at level 1; otherwise level 3. ret->payload stays valid while data does and until
+ * this thread's next call. */
+int pr_blob_prepare(const void *data, size_t len, PrBlobPlain *ret);
+static inline size_t pr_blob_stored_len(const PrBlobPlain *p) { return 1 + p->len + PR_SEAL_OVERHEAD; }
+/* Seals a prepared blob into out (pr_blob_stored_len bytes), on the thread that prepared it. */
+int pr_blob_seal(const PrKeys *keys, const PrId *id, const PrBlobPlain *p, uint8_t *out);
+
 /* Verifies and decrypts a stored blob, then decompresses it. raw_len is the expected plaintext
  * length (from the index): a mismatch is -EBADMSG. *ret is malloc'ed (raw_len bytes, at least 1). */
 int pr_blob_decode(const PrKeys *keys, const PrId *id, const void *stored, size_t len, uint32_t raw_len, void **ret);

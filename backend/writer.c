@@ -112,7 +112,7 @@ typedef struct Writer {
     const PrChunker *chunker;
     const PrWriterOptions *opts;
     uint32_t pack_target;
-    uint32_t max_chunk;
+    uint32_t min_chunk, max_chunk;
 
     pthread_mutex_t lock;
     pthread_cond_t jobs_ready;  /* a job was queued, or closing, or an error */
@@ -138,6 +138,9 @@ typedef struct Writer {
     uint32_t *link_slots; /* open addressing over links[] by (dev, ino): index + 1, 0 = empty */
     size_t link_slot_cap;
     uint64_t next_group;
+
+    struct NextDir *next_dir;     /* listed ahead by the read-ahead (see prefetch_next_dir) */
+    const char *next_dir_tried;   /* the entry last tried for it, so that a file is not tried again */
 
     uint8_t *rbuf;
     unsigned unreadable;
@@ -288,31 +291,31 @@ static void *worker_main(void *arg) {
         if (!w->jobs_head) w->jobs_tail = NULL;
         pthread_mutex_unlock(&w->lock);
 
-        void *stored = NULL;
-        size_t slen = 0;
-        int r = pr_blob_encode(w->keys, &j->id, j->data, j->len, &stored, &slen);
-        /* the raw copy is not needed any more: free it before waiting for the lock */
-        size_t raw = j->len;
-        uint8_t type = j->type;
-        PrId id = j->id;
-        free(j->data);
-        free(j);
+        /* compressed (or not) into this thread's buffer, then sealed straight into the pack: no
+         * copy of the stored form */
+        PrBlobPlain plain;
+        int r = pr_blob_prepare(j->data, j->len, &plain);
+        size_t slen = r == 0 ? pr_blob_stored_len(&plain) : 0;
 
         pthread_mutex_lock(&w->lock);
         bool was_full = w->jobs_bytes > QUEUE_BYTES_MAX;
-        w->jobs_bytes -= raw;
+        w->jobs_bytes -= j->len;
         if (was_full && w->jobs_bytes <= QUEUE_BYTES_MAX) pthread_cond_signal(&w->jobs_space);
         Pack *p = NULL;
         size_t off = 0;
-        if (r == 0 && !w->error) r = pack_reserve_locked(w, &id, type, slen, (uint32_t)raw, &p, &off);
+        if (r == 0 && !w->error) r = pack_reserve_locked(w, &j->id, j->type, slen, (uint32_t)j->len, &p, &off);
         if (p) {
             pthread_mutex_unlock(&w->lock);
-            memcpy(p->buf + off, stored, slen);
+            r = pr_blob_seal(w->keys, &j->id, &plain, p->buf + off);
             pthread_mutex_lock(&w->lock);
             pack_append_done_locked(w, p);
         }
         if (r < 0) set_error_locked(w, r);
-        free(stored);
+        /* a raw payload is the job's data: freed only now that it is sealed (outside the lock) */
+        pthread_mutex_unlock(&w->lock);
+        free(j->data);
+        free(j);
+        pthread_mutex_lock(&w->lock);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
@@ -404,16 +407,32 @@ static int submit(Writer *w, const PrId *id, uint8_t type, void *data, size_t le
     return err;
 }
 
-/* Ids a blob and queues it unless it is stored or queued already. data is copied only if new. */
-static int store_blob(Writer *w, uint8_t type, const void *data, size_t len, PrId *ret_id) {
+/* Ids a blob: 1 if neither stored nor queued yet (it is then recorded as queued), 0 if it is. */
+static int blob_is_new(Writer *w, const void *data, size_t len, PrId *ret_id) {
     pr_blob_id(w->keys, data, len, ret_id);
     if (idset_has(&w->pending, ret_id) || pr_repo_find_blob(w->repo, ret_id, NULL) == 0) return 0;
     int r = idset_add(&w->pending, ret_id);
-    if (r < 0) return r;
+    return r < 0 ? r : 1;
+}
+
+/* Ids a blob and queues it unless it is stored or queued already. data is copied only if new. */
+static int store_blob(Writer *w, uint8_t type, const void *data, size_t len, PrId *ret_id) {
+    int r = blob_is_new(w, data, len, ret_id);
+    if (r <= 0) return r;
     void *copy = malloc(len ? len : 1);
     if (!copy) return -ENOMEM;
     memcpy(copy, data, len);
     return submit(w, ret_id, type, copy, len);
+}
+
+/* store_blob for a malloc'ed buffer it takes over: queued as is when new, freed otherwise. */
+static int store_blob_owned(Writer *w, uint8_t type, void *data, size_t len, PrId *ret_id) {
+    int r = blob_is_new(w, data, len, ret_id);
+    if (r <= 0) {
+        free(data);
+        return r;
+    }
+    return submit(w, ret_id, type, data, len);
 }
 
 static void progress(Writer *w, const char *path, bool force) {
@@ -506,12 +525,44 @@ static int read_region(Writer *w, int fd, const char *path, uint64_t start, uint
     return 0;
 }
 
+/* A file no longer than the minimum chunk size is one chunk whatever its content: it is read into a
+ * buffer of its own which, when the chunk is new, becomes the job's data as is, instead of going
+ * through the read window and being copied out of it. */
+static int read_small(Writer *w, int fd, const char *path, uint64_t size, ChunkList *l, uint64_t *ret_size) {
+    uint8_t *buf = malloc((size_t)size);
+    if (!buf) return -ENOMEM;
+    size_t have = 0;
+    while (have < size) {
+        ssize_t n = pread(fd, buf + have, (size_t)size - have, (off_t)have);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            int e = -errno;
+            free(buf);
+            return e;
+        }
+        if (n == 0) break; /* shrank while we read: record what was there */
+        have += (size_t)n;
+        w->bytes_read += (uint64_t)n;
+    }
+    *ret_size = have;
+    if (!have) {
+        free(buf);
+        return 0;
+    }
+    PrId id;
+    int r = store_blob_owned(w, PR_BLOB_DATA, buf, have, &id);
+    if (r < 0) return r;
+    progress(w, path, false);
+    return chunks_push(l, &id, (uint32_t)have);
+}
+
 /* Reads a regular file into chunks; holes (SEEK_HOLE) become zero-id chunk refs. *ret_size is the
  * number of bytes recorded. */
 static int read_file(Writer *w, int fd, const char *path, const struct stat *st, ChunkList *l, uint64_t *ret_size) {
     uint64_t size = (uint64_t)st->st_size, off = 0;
     bool sparse = (uint64_t)st->st_blocks * 512 < size;
     int r;
+    if (!sparse && size > 0 && size <= w->min_chunk) return read_small(w, fd, path, size, l, ret_size);
     while (off < size) {
         uint64_t data = off, hole = size;
         if (sparse) {
@@ -759,6 +810,48 @@ typedef struct Prefetch {
     uint64_t ahead;    /* bytes asked for entries not reached yet */
 } Prefetch;
 
+/* One directory being walked: what the read-ahead needs to look past its end into the next one. */
+typedef struct DirFrame {
+    struct DirFrame *up;
+    const char *path;
+    char *const *names;
+    size_t n;
+    size_t i; /* entry being processed */
+    const PrTree *old;
+    dev_t dev;
+    Prefetch *pf;
+} DirFrame;
+
+/* The directory the walk enters after the current one, listed early so that the read-ahead window
+ * runs on into it instead of stopping at the end of a directory (which left every directory to
+ * start with cold, synchronous reads). do_dir adopts the listing, the old tree and the window. */
+typedef struct NextDir {
+    const DirFrame *parent;
+    size_t index; /* in parent */
+    char *path;
+    char **names;
+    size_t n;
+    PrTree *old;
+    PrId old_id;
+    bool has_old;
+    Prefetch pf;
+} NextDir;
+
+static void free_names(char **names, size_t n) {
+    if (!names) return;
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+static void next_dir_free(NextDir *nd) {
+    if (!nd) return;
+    free(nd->path);
+    free_names(nd->names, nd->n);
+    pr_tree_free(nd->old);
+    free(nd->pf.sizes);
+    free(nd);
+}
+
 static void prefetch_one(Writer *w, Prefetch *pf, size_t k) {
     _cleanup_free_ char *path = NULL;
     if (asprintf(&path, "%s/%s", pf->dir, pf->names[k]) < 0) return;
@@ -775,21 +868,63 @@ static void prefetch_one(Writer *w, Prefetch *pf, size_t k) {
     pf->ahead += len;
 }
 
+static int list_dir(const char *path, char ***ret_names, size_t *ret_n);
+
+/* The current directory's window reached its last entry with room left (files_ahead entries and
+ * bytes_ahead bytes in it): carry it on into the parent's next entry if that is a directory on the
+ * same filesystem. One such directory at a time. */
+static void prefetch_next_dir(Writer *w, const DirFrame *f, size_t files_ahead, uint64_t bytes_ahead) {
+    const DirFrame *up = f->up;
+    if (!up || up->i + 1 >= up->n || files_ahead >= PREFETCH_FILES || bytes_ahead >= PREFETCH_BYTES) return;
+    NextDir *nd = w->next_dir;
+    if (nd && (nd->parent != up || nd->index != up->i + 1)) return; /* taken by another level */
+    if (!nd) {
+        if (w->next_dir_tried == up->names[up->i + 1]) return; /* not a directory, or unreadable */
+        w->next_dir_tried = up->names[up->i + 1];
+        _cleanup_free_ char *path = NULL;
+        struct stat st;
+        if (asprintf(&path, "%s/%s", up->path, up->names[up->i + 1]) < 0) return;
+        if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_dev != up->dev) return;
+        if (!(nd = calloc(1, sizeof *nd))) return;
+        nd->parent = up;
+        nd->index = up->i + 1;
+        nd->path = TAKE_PTR(path);
+        if (list_dir(nd->path, &nd->names, &nd->n) != 0 || !nd->n ||
+            !(nd->pf.sizes = calloc(nd->n, sizeof(uint64_t)))) {
+            next_dir_free(nd);
+            return;
+        }
+        const PrNode *o = up->old ? pr_tree_find(up->old, up->names[up->i + 1]) : NULL;
+        if (o && o->type == PR_NODE_DIR) {
+            nd->old_id = o->subtree;
+            nd->has_old = pr_repo_read_tree(w->repo, &nd->old_id, &nd->old) == 0;
+        }
+        nd->pf = (Prefetch){nd->path, nd->names, nd->n, nd->old, 0, nd->pf.sizes, 0};
+        w->next_dir = nd;
+    }
+    Prefetch *pf = &nd->pf;
+    while (pf->next < pf->n && files_ahead + pf->next < PREFETCH_FILES && bytes_ahead + pf->ahead < PREFETCH_BYTES)
+        prefetch_one(w, pf, pf->next++);
+}
+
 /* Called before entry i is processed: entry i's bytes leave the window, later entries join it. */
-static void prefetch_advance(Writer *w, Prefetch *pf, size_t i) {
+static void prefetch_advance(Writer *w, DirFrame *f, size_t i) {
+    Prefetch *pf = f->pf;
     if (!pf->sizes) return;
     if (i > 0 && i - 1 < pf->next) pf->ahead -= pf->sizes[i - 1];
     if (pf->next <= i) pf->next = i + 1; /* entry i itself is read right away */
     while (pf->next < pf->n && pf->next < i + 1 + PREFETCH_FILES && pf->ahead < PREFETCH_BYTES)
         prefetch_one(w, pf, pf->next++);
+    if (pf->next == pf->n) prefetch_next_dir(w, f, pf->n - (i + 1), pf->ahead);
 }
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_tree, PrId *ret_id);
+static int do_dir(Writer *w, DirFrame *up, const char *path, dev_t dev, const PrId *old_tree, PrId *ret_id);
 
 /* Builds the node for one entry. Returns 1 to skip the entry (reported), 0 or -errno. */
-static int do_entry(Writer *w, const char *path, const char *name, dev_t dev, const PrTree *old_tree, PrNode *n) {
+static int do_entry(Writer *w, DirFrame *frame, const char *path, const char *name, dev_t dev, const PrTree *old_tree,
+                    PrNode *n) {
     struct stat st;
     if (lstat(path, &st) < 0) {
         if (errno == ENOENT) return 1; /* vanished since readdir: nothing to report */
@@ -827,7 +962,7 @@ static int do_entry(Writer *w, const char *path, const char *name, dev_t dev, co
             if ((r = pr_tree_encode(&empty, &data, &len)) < 0) return r;
             return store_blob(w, PR_BLOB_TREE, data, len, &n->subtree);
         }
-        r = do_dir(w, path, dev, old && old->type == PR_NODE_DIR ? &old->subtree : NULL, &n->subtree);
+        r = do_dir(w, frame, path, dev, old && old->type == PR_NODE_DIR ? &old->subtree : NULL, &n->subtree);
         return r;
     case PR_NODE_SYMLINK: {
         char buf[PATH_MAX + 1];
@@ -846,22 +981,15 @@ static int do_entry(Writer *w, const char *path, const char *name, dev_t dev, co
     }
 }
 
-/* Walks one directory (sorted), writes its tree blob, returns its id. Returns 1 if the directory
- * itself cannot be read (reported). */
-static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_id, PrId *ret_id) {
-    int r;
-    _cleanup_(pr_tree_freep) PrTree *old = NULL;
-    if (old_id && pr_repo_read_tree(w->repo, old_id, &old) < 0) old = NULL; /* no reuse then */
-
+/* The entries of a directory but . and .., sorted. 0, -ENOMEM, or a positive errno when the directory
+ * cannot be read. */
+static int list_dir(const char *path, char ***ret_names, size_t *ret_n) {
     DIR *d = opendir(path);
-    if (!d) {
-        report_unreadable(w, path, errno);
-        return 1;
-    }
+    if (!d) return errno;
     char **names = NULL;
     size_t nn = 0, cap = 0;
     struct dirent *de;
-    r = 0;
+    int r = 0;
     errno = 0;
     while ((de = readdir(d))) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
@@ -881,32 +1009,65 @@ static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_id, Pr
         nn++;
         errno = 0;
     }
-    if (r == 0 && errno) {
-        int e = errno;
-        closedir(d);
-        for (size_t i = 0; i < nn; i++) free(names[i]);
-        free(names);
-        report_unreadable(w, path, e);
-        return 1;
-    }
+    if (r == 0 && errno) r = errno;
     closedir(d);
-    PrTree t = {0};
-    if (r == 0 && nn) {
-        qsort(names, nn, sizeof *names, cmp_names);
-        t.nodes = calloc(nn, sizeof *t.nodes);
-        if (!t.nodes) r = -ENOMEM;
+    if (r != 0) {
+        free_names(names, nn);
+        return r;
     }
-    /* without memory for the window, no read-ahead: it is only an optimisation */
-    Prefetch pf = {path, names, nn, old, 0, nn > 1 ? calloc(nn, sizeof(uint64_t)) : NULL, 0};
+    if (nn) qsort(names, nn, sizeof *names, cmp_names);
+    *ret_names = names;
+    *ret_n = nn;
+    return 0;
+}
+
+/* Walks one directory (sorted), writes its tree blob, returns its id. Returns 1 if the directory
+ * itself cannot be read (reported). */
+static int do_dir(Writer *w, DirFrame *up, const char *path, dev_t dev, const PrId *old_id, PrId *ret_id) {
+    int r;
+    _cleanup_(pr_tree_freep) PrTree *old = NULL;
+    char **names = NULL;
+    size_t nn = 0;
+    /* listed already by the read-ahead of the directory before it? */
+    NextDir *nd = w->next_dir && strcmp(w->next_dir->path, path) == 0 ? TAKE_PTR(w->next_dir) : NULL;
+    if (nd && nd->has_old && old_id && memcmp(nd->old_id.b, old_id->b, PR_ID_LEN) == 0) old = TAKE_PTR(nd->old);
+    if (old_id && !old && pr_repo_read_tree(w->repo, old_id, &old) < 0) old = NULL; /* no reuse then */
+
+    Prefetch pf = {0};
+    if (nd) {
+        names = TAKE_PTR(nd->names);
+        nn = nd->n;
+        nd->n = 0;
+        pf = nd->pf;
+        nd->pf.sizes = NULL;
+        pf.dir = path;
+        pf.old = old;
+        next_dir_free(nd);
+    } else {
+        r = list_dir(path, &names, &nn);
+        if (r < 0) return r;
+        if (r > 0) {
+            report_unreadable(w, path, r);
+            return 1;
+        }
+        /* without memory for the window, no read-ahead: it is only an optimisation */
+        pf = (Prefetch){path, names, nn, old, 0, nn ? calloc(nn, sizeof(uint64_t)) : NULL, 0};
+    }
+    pf.names = names;
+    r = 0;
+    PrTree t = {0};
+    if (nn && !(t.nodes = calloc(nn, sizeof *t.nodes))) r = -ENOMEM;
+    DirFrame frame = {up, path, names, nn, 0, old, dev, &pf};
     for (size_t i = 0; r >= 0 && i < nn; i++) {
-        prefetch_advance(w, &pf, i);
+        frame.i = i;
+        prefetch_advance(w, &frame, i);
         _cleanup_free_ char *child = NULL;
         if (asprintf(&child, "%s/%s", path, names[i]) < 0) {
             r = -ENOMEM;
             break;
         }
         PrNode *n = &t.nodes[t.n];
-        r = do_entry(w, child, names[i], dev, old, n);
+        r = do_entry(w, &frame, child, names[i], dev, old, n);
         if (r == 1) {
             pr_node_clear(n);
             r = 0;
@@ -914,11 +1075,19 @@ static int do_dir(Writer *w, const char *path, dev_t dev, const PrId *old_id, Pr
             t.n++;
         } else
             pr_node_clear(n);
+        /* a directory listed ahead that the walk did not enter (gone, another filesystem) */
+        if (w->next_dir && w->next_dir->parent == &frame && w->next_dir->index <= i) {
+            next_dir_free(w->next_dir);
+            w->next_dir = NULL;
+        }
         if (r == 0 && (r = get_error(w)) < 0) break;
     }
+    if (w->next_dir && w->next_dir->parent == &frame) { /* the frame is going away */
+        next_dir_free(w->next_dir);
+        w->next_dir = NULL;
+    }
     free(pf.sizes);
-    for (size_t i = 0; i < nn; i++) free(names[i]);
-    free(names);
+    free_names(names, nn);
     if (r >= 0) {
         _cleanup_free_ void *data = NULL;
         size_t len;
@@ -1067,6 +1236,7 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
     w->chunker = pr_repo_chunker(repo);
     w->opts = opts;
     w->pack_target = pr_repo_config(repo)->pack_size;
+    w->min_chunk = pr_repo_config(repo)->chunker.min_size;
     w->max_chunk = pr_repo_config(repo)->chunker.max_size;
     /* a pack closes at the first blob that takes it past the target, and a stored blob is at most
      * its raw size plus the flag byte and the seal: such a buffer never grows for a data blob */
@@ -1136,7 +1306,7 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
         for (size_t i = 0; i < w->nlinks; i++) free(w->links[i].chunks);
         w->nlinks = 0; /* link groups are per volume */
         if (w->link_slots) memset(w->link_slots, 0, sizeof *w->link_slots * w->link_slot_cap);
-        r = do_dir(w, vs->path, st.st_dev, old, &n->subtree);
+        r = do_dir(w, NULL, vs->path, st.st_dev, old, &n->subtree);
         if (r == 1) {
             r = pr_log_errno(EACCES, "cannot read volume %s at %s", vs->name, vs->path);
             break;

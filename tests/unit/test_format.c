@@ -68,6 +68,103 @@ static void test_blob_compresses(void **state) {
     free(data);
 }
 
+/* Prepares, seals and decodes one blob: returns its compression flag after checking the round trip
+ * (through pr_blob_prepare/pr_blob_seal as the writer uses them, and through pr_blob_encode). */
+static uint8_t blob_flag_and_roundtrip(const uint8_t *data, size_t n) {
+    PrId id;
+    pr_blob_id(&keys, data, n, &id);
+    PrBlobPlain p;
+    assert_int_equal(pr_blob_prepare(data, n, &p), 0);
+    if (p.flag == 0) {
+        assert_ptr_equal(p.payload, data); /* stored as is: not even copied */
+        assert_int_equal(p.len, n);
+    } else {
+        assert_int_equal(p.flag, 1);
+        assert_true(p.len < n);
+    }
+    size_t slen = pr_blob_stored_len(&p);
+    uint8_t *stored = malloc(slen);
+    assert_int_equal(pr_blob_seal(&keys, &id, &p, stored), 0);
+    void *back;
+    assert_int_equal(pr_blob_decode(&keys, &id, stored, slen, (uint32_t)n, &back), 0);
+    assert_memory_equal(back, data, n);
+    free(back);
+    free(stored);
+    void *enc;
+    assert_int_equal(pr_blob_encode(&keys, &id, data, n, &enc, &slen), 0);
+    assert_int_equal(slen, pr_blob_stored_len(&p));
+    assert_int_equal(pr_blob_decode(&keys, &id, enc, slen, (uint32_t)n, &back), 0);
+    assert_memory_equal(back, data, n);
+    free(back);
+    free(enc);
+    return p.flag;
+}
+
+static void fill_text(uint8_t *d, size_t n) {
+    static const char words[] = "the quick brown fox jumps over the lazy dog, again and again; ";
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        d[i] = (x & 7) ? (uint8_t)words[i % (sizeof words - 1)] : (uint8_t)('a' + x % 26);
+    }
+}
+
+/* Incompressible blobs are stored raw without zstd level 3 having to find out, compressible ones
+ * are compressed, and every one comes back exact. */
+static void test_blob_incompressible_skipped(void **state) {
+    (void)state;
+    size_t sizes[] = {100, PR_BLOB_SAMPLE_MIN, PR_BLOB_SAMPLE_MIN + 1, 20000, 64 << 10, 1 << 20, 4 << 20};
+    for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+        size_t n = sizes[i];
+        uint8_t *d = malloc(n);
+        assert_int_equal(pr_random(d, n), 0);
+        assert_int_equal(blob_flag_and_roundtrip(d, n), 0);
+        fill_text(d, n);
+        assert_int_equal(blob_flag_and_roundtrip(d, n), 1);
+        free(d);
+    }
+
+    /* The sample decides, not level 3: 12 KiB whose first 4 KiB (the one spot a blob this small
+     * is sampled at) are random and the rest zeros is stored raw, though zstd would shrink it.
+     * This pins that the sample is taken (without it the blob would be compressed). */
+    size_t n = 12 << 10;
+    uint8_t *d = calloc(1, n);
+    assert_int_equal(pr_random(d, 4096), 0);
+    assert_int_equal(blob_flag_and_roundtrip(d, n), 0);
+    free(d);
+
+    /* Spots are spread over a large chunk: a random header does not keep the text after it from
+     * being compressed. */
+    n = 1 << 20;
+    d = malloc(n);
+    fill_text(d, n);
+    assert_int_equal(pr_random(d, 64 << 10), 0);
+    assert_int_equal(blob_flag_and_roundtrip(d, n), 1);
+    /* and a chunk that is mostly random with text at one spot is still compressed: the sample as a
+     * whole shrinks enough */
+    assert_int_equal(pr_random(d, n), 0);
+    fill_text(d + n - (64 << 10), 64 << 10);
+    assert_int_equal(blob_flag_and_roundtrip(d, n), 1);
+
+    /* From 256 KiB on (a chunk of a large file, which may mix kinds) an incompressible sample does
+     * not store the blob raw: 1 MiB of zeros with random bytes exactly at the four sampled spots is
+     * still compressed. */
+    memset(d, 0, n);
+    for (size_t i = 0; i < 4; i++) assert_int_equal(pr_random(d + (n - 4096) / 3 * i, 4096), 0);
+    assert_int_equal(blob_flag_and_roundtrip(d, n), 1);
+
+    /* Symbols drawn independently (no matches, only entropy coding helps: the benchmark's letter
+     * text) are compressed, at any size. */
+    static const char letters[] = "eeeeeeetttttaaaaoooiiinnnsshhrrdl ,.\n"; /* by frequency */
+    uint64_t x = 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+        d[i] = (uint8_t)letters[(x * 0x2545f4914f6cdd1dull >> 33) % (sizeof letters - 1)];
+    }
+    for (size_t len = 1000; len <= n; len *= 8) assert_int_equal(blob_flag_and_roundtrip(d, len), 1);
+    free(d);
+}
+
 /* decode_into: a stored-raw blob (random bytes) and a compressed one (text) land in the caller's
  * buffer; a blob that does not authenticate leaves it zeroed, never half-decrypted. */
 static void test_blob_decode_into(void **state) {
@@ -386,7 +483,7 @@ static void test_snapshot_roundtrip(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blob_roundtrip),     cmocka_unit_test(test_blob_compresses),
-        cmocka_unit_test(test_blob_decode_into),   cmocka_unit_test(test_trailer),            cmocka_unit_test(test_index_file),
+        cmocka_unit_test(test_blob_decode_into),   cmocka_unit_test(test_blob_incompressible_skipped),   cmocka_unit_test(test_trailer),            cmocka_unit_test(test_index_file),
         cmocka_unit_test(test_index_hostile_counts), cmocka_unit_test(test_tree_roundtrip),
         cmocka_unit_test(test_tree_rejects),       cmocka_unit_test(test_snapshot_roundtrip),
     };
