@@ -481,6 +481,7 @@ int pr_restore(PrRepo *repo, const PrSnapshot *s, const char *path, const char *
         return k;
     }
     Restorer r = {.repo = repo, .opts = opts};
+    double t0 = pr_now();
     pthread_mutex_init(&r.lock, NULL);
     atomic_init(&r.next_window, 0);
     atomic_init(&r.bytes, 0);
@@ -500,10 +501,13 @@ int pr_restore(PrRepo *repo, const PrSnapshot *s, const char *path, const char *
         else k = walk(&r, p, &node);
     }
     pr_node_clear(&node);
+    double t1 = pr_now();
     if (k >= 0) k = plan_windows(&r);
     if (k >= 0) k = fetch_all(&r);
     if (k >= 0 && r.fatal) k = r.fatal;
+    double t2 = pr_now();
     if (k >= 0) finish(&r);
+    pr_debug("restore: walk %.2f s, fetch %.2f s, metadata %.2f s", t1 - t0, t2 - t1, pr_now() - t2);
     r.st.bytes = atomic_load(&r.bytes);
     r.st.errors = atomic_load(&r.errors);
     if (ret_stats) *ret_stats = r.st;
