@@ -118,6 +118,9 @@ int pr_flat_tree_load(PrFetcher *f, PrMemCache *mc, const PrId *id, PrCacheValue
     pr_tree_free(t);
     if (r < 0) return r;
     pr_memcache_put(mc, key, v);
+    /* the blob's decoded form is what is used from now on: the blob goes last in line, behind the
+     * tree blobs of directories not listed yet (a walk's tree window brought them together) */
+    pr_memcache_demote(mc, id->b);
     *ret = v;
     return 0;
 }
