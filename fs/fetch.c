@@ -257,6 +257,27 @@ static uint32_t find_ref(const PrBlobRef *refs, uint32_t n, const PrId *id, cons
     return n;
 }
 
+/* One ranged GET of pack `key`, counted; the body in a shared buffer (*ret_b, its length *ret_got).
+ * A failure is logged with the pack's key and the range. */
+static int get_range(PrFetcher *f, const char *key, uint64_t start, uint64_t end, SharedBuf **ret_b, size_t *ret_got) {
+    uint8_t *data = NULL;
+    size_t got = 0;
+    atomic_fetch_add(&f->store_gets, 1);
+    int r = pr_store_get(pr_repo_store(f->repo), key, start, (size_t)(end - start), (void **)&data, &got);
+    if (r < 0)
+        return pr_log_errno(r, "cannot read %s (offset %llu, %llu bytes)", key, (unsigned long long)start,
+                            (unsigned long long)(end - start));
+    atomic_fetch_add(&f->store_bytes, got);
+    SharedBuf *b = sb_new(data);
+    if (!b) {
+        free(data);
+        return -ENOMEM;
+    }
+    *ret_b = b;
+    *ret_got = got;
+    return 0;
+}
+
 /* Decodes one stored blob of a GET body and caches it: in memory, and on disk (through the writer)
  * when `asked` (a blob somebody asked for, not a neighbour brought along in its window). A short
  * body or a blob that does not decode is -EBADMSG, logged with the pack's key when asked or `wanted`
@@ -314,22 +335,10 @@ static int fetch_run(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, PrCache
     }
     char key[PR_PACK_KEY_MAX];
     pr_pack_key(&loc->pack, key);
-    uint8_t *data = NULL;
-    size_t got = 0;
-    atomic_fetch_add(&f->store_gets, 1);
     if (taken) atomic_fetch_add(&f->run_gets, 1);
-    int r = pr_store_get(pr_repo_store(f->repo), key, start, (size_t)(end - start), (void **)&data, &got);
     SharedBuf *b = NULL;
-    if (r < 0) {
-        pr_log_errno(r, "cannot read %s (offset %llu, %llu bytes)", key, (unsigned long long)start,
-                     (unsigned long long)(end - start));
-    } else {
-        atomic_fetch_add(&f->store_bytes, got);
-        if (!(b = sb_new(data))) {
-            free(data);
-            r = -ENOMEM;
-        }
-    }
+    size_t got = 0;
+    int r = get_range(f, key, start, end, &b, &got);
     PrCacheValue *result = NULL;
     if (r >= 0) {
         r = take_blob(f, id, key, b, got, 0, &loc->ref, true, false, &result);
@@ -405,19 +414,11 @@ static int fetch_window(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, bool
 
     char key[PR_PACK_KEY_MAX];
     pr_pack_key(&loc->pack, key);
-    uint8_t *data = NULL;
-    size_t got = 0;
-    atomic_fetch_add(&f->store_gets, 1);
     atomic_fetch_add(&f->window_gets, 1);
-    int r = pr_store_get(pr_repo_store(f->repo), key, start, (size_t)(end - start), (void **)&data, &got);
-    if (r < 0) return pr_log_errno(r, "cannot read %s (offset %llu, %llu bytes)", key, (unsigned long long)start,
-                                   (unsigned long long)(end - start));
-    atomic_fetch_add(&f->store_bytes, got);
-    SharedBuf *b = sb_new(data);
-    if (!b) {
-        free(data);
-        return -ENOMEM;
-    }
+    SharedBuf *b = NULL;
+    size_t got = 0;
+    int r = get_range(f, key, start, end, &b, &got);
+    if (r < 0) return r;
     /* a reader coming back to this pack (the window stopped at a blob it got before) reads it in order */
     bool in_order = lo > 0 && cached(f, &refs[lo - 1].id);
     uint32_t nx = hi + 1;
@@ -518,23 +519,11 @@ static void run_group(PrFetcher *f, Job *lead) {
     for (Job *k = lead->gnext; k; k = k->gnext) end = MAX(end, (uint64_t)k->loc.ref.offset + k->loc.ref.length);
     char key[PR_PACK_KEY_MAX];
     pr_pack_key(&lead->loc.pack, key);
-    uint8_t *data = NULL;
-    size_t got = 0;
-    atomic_fetch_add(&f->store_gets, 1);
     atomic_fetch_add(&f->plan_gets, 1);
     double t0 = pr_now();
-    int r = pr_store_get(pr_repo_store(f->repo), key, start, (size_t)(end - start), (void **)&data, &got);
     SharedBuf *b = NULL;
-    if (r < 0) {
-        pr_log_errno(r, "cannot read %s (offset %llu, %llu bytes)", key, (unsigned long long)start,
-                     (unsigned long long)(end - start));
-    } else {
-        atomic_fetch_add(&f->store_bytes, got);
-        if (!(b = sb_new(data))) {
-            free(data);
-            r = -ENOMEM;
-        }
-    }
+    size_t got = 0;
+    int r = get_range(f, key, start, end, &b, &got);
     pr_debug("%s: planned group of %llu bytes at %llu%s in %.1f ms", key, (unsigned long long)(end - start),
              (unsigned long long)start, lead->urgent ? " (urgent)" : "", (pr_now() - t0) * 1e3);
     /* followers first: while one is in the table, its leader is not freed (want reads it) */
