@@ -29,6 +29,7 @@ typedef struct Job {
     /* planned blobs (pr_fetcher_plan) come in groups, one GET each: the first is queued (the
      * leader), the others follow it (gnext, in pack order), marked running, and point at it */
     bool planned;
+    bool keep;                 /* planned: goes to the disk cache even if nobody waited for it */
     PrBlobLoc loc;             /* planned: where the blob is */
     struct Job *leader;        /* a follower's leader */
     struct Job *gnext;
@@ -468,6 +469,32 @@ static int fetch_window(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, bool
     return 0;
 }
 
+/* The blob at loc from the disk cache, decoded and put in the memory cache: 0 and *ret, or -ENOENT
+ * (not there, or there but bad: dropped, fetch it again), or -ENOMEM. */
+static int from_disk(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, PrCacheValue **ret) {
+    if (!f->dc) return -ENOENT;
+    _cleanup_free_ void *stored = NULL;
+    size_t slen = 0;
+    PrCacheValue *v = NULL;
+    int r = pr_diskcache_get(f->dc, id->b, loc->ref.length, &stored, &slen);
+    if (r < 0) return -ENOENT;
+    r = slen == loc->ref.length ? decode_value(f, id, stored, slen, loc->ref.raw_length, &v) : -EBADMSG;
+    if (r >= 0) {
+        atomic_fetch_add(&f->disk_hits, 1);
+        pr_memcache_put(f->mc, id->b, v);
+        *ret = v;
+        return 0;
+    }
+    if (r == -ENOMEM) return r;
+    /* torn write, bit rot, another repository's key: drop it and fetch again */
+    atomic_fetch_add(&f->disk_bad, 1);
+    char hex[65];
+    pr_hex(id->b, PR_ID_LEN, hex);
+    pr_log(PR_LOG_WARN, "disk cache entry %.16s does not verify; fetching it again", hex);
+    (void)pr_diskcache_remove(f->dc, id->b);
+    return -ENOENT;
+}
+
 static int fetch_blob(PrFetcher *f, const PrId *id, bool urgent, PrCacheValue **ret) {
     PrCacheValue *v = pr_memcache_get(f->mc, id->b);
     if (v) {
@@ -486,55 +513,57 @@ static int fetch_blob(PrFetcher *f, const PrId *id, bool urgent, PrCacheValue **
         }
         return pr_log_errno(r, "cannot look up blob %.16s in the index", hex);
     }
-    if (f->dc) {
-        _cleanup_free_ void *stored = NULL;
-        size_t slen = 0;
-        r = pr_diskcache_get(f->dc, id->b, loc.ref.length, &stored, &slen);
-        if (r >= 0) {
-            r = slen == loc.ref.length ? decode_value(f, id, stored, slen, loc.ref.raw_length, &v) : -EBADMSG;
-            if (r >= 0) {
-                atomic_fetch_add(&f->disk_hits, 1);
-                pr_memcache_put(f->mc, id->b, v);
-                *ret = v;
-                return 0;
-            }
-            if (r == -ENOMEM) return r;
-            /* torn write, bit rot, another repository's key: drop it and fetch again */
-            atomic_fetch_add(&f->disk_bad, 1);
-            char hex[65];
-            pr_hex(id->b, PR_ID_LEN, hex);
-            pr_log(PR_LOG_WARN, "disk cache entry %.16s does not verify; fetching it again", hex);
-            (void)pr_diskcache_remove(f->dc, id->b);
-        }
-    }
+    r = from_disk(f, id, &loc, ret);
+    if (r >= 0 || r == -ENOMEM) return r;
     if (f->o.window > 1 && loc.ref.length <= f->o.small_blob) return fetch_window(f, id, &loc, urgent, ret);
     return fetch_run(f, id, &loc, ret);
 }
 
 /* A planned group in one GET: the leader's blob to the end of the last follower's; every blob is
- * decoded, cached in memory (on disk only when somebody waited for it: as a window's neighbours, the
- * rest is read from memory once, see take_blob) and its waiters answered. */
+ * decoded, cached in memory (on disk when somebody waited for it or it is marked keep — a chunk of a
+ * file of several, as a sequential read's runs are; a small file is read from memory once, as a
+ * window's neighbours are: see take_blob) and its waiters answered. */
 static void run_group(PrFetcher *f, Job *lead) {
-    uint64_t start = lead->loc.ref.offset, end = start + lead->loc.ref.length;
-    for (Job *k = lead->gnext; k; k = k->gnext) end = MAX(end, (uint64_t)k->loc.ref.offset + k->loc.ref.length);
+    /* what the disk cache holds (read before, the server may be away) is taken from there; the GET
+     * spans the rest */
+    size_t n = 0;
+    for (Job *k = lead; k; k = k->gnext) n++;
+    _cleanup_free_ PrCacheValue **disk = calloc(n, sizeof *disk);
+    uint64_t start = UINT64_MAX, end = 0;
+    size_t i = 0;
+    for (Job *k = lead; k; k = k->gnext, i++) {
+        if (disk && from_disk(f, &k->id, &k->loc, &disk[i]) >= 0) continue;
+        start = MIN(start, (uint64_t)k->loc.ref.offset);
+        end = MAX(end, (uint64_t)k->loc.ref.offset + k->loc.ref.length);
+    }
     char key[PR_PACK_KEY_MAX];
     pr_pack_key(&lead->loc.pack, key);
-    atomic_fetch_add(&f->plan_gets, 1);
     double t0 = pr_now();
     SharedBuf *b = NULL;
     size_t got = 0;
-    int r = get_range(f, key, start, end, &b, &got);
+    int r = 0;
+    if (end > start) {
+        atomic_fetch_add(&f->plan_gets, 1);
+        r = get_range(f, key, start, end, &b, &got);
+    } else {
+        start = end = 0; /* all from the disk cache */
+    }
     pr_debug("%s: planned group of %llu bytes at %llu%s in %.1f ms", key, (unsigned long long)(end - start),
              (unsigned long long)start, lead->urgent ? " (urgent)" : "", (pr_now() - t0) * 1e3);
     /* followers first: while one is in the table, its leader is not freed (want reads it) */
     Job *k = lead->gnext ? lead->gnext : lead;
+    i = lead->gnext ? 1 : 0;
     while (k) {
         Job *next = k == lead ? NULL : (k->gnext ? k->gnext : lead);
+        size_t ki = i;
+        i = k->gnext ? i + 1 : 0;
         int kr = r;
-        PrCacheValue *v = NULL;
-        if (b) {
+        PrCacheValue *v = disk ? disk[ki] : NULL;
+        if (v) {
+            kr = 0;
+        } else if (b) {
             pthread_mutex_lock(&f->lock);
-            bool asked = k->waiters != NULL;
+            bool asked = k->waiters != NULL || k->keep;
             pthread_mutex_unlock(&f->lock);
             kr = take_blob(f, &k->id, key, b, got, k->loc.ref.offset - start, &k->loc.ref, asked, true, &v);
         }
@@ -745,6 +774,7 @@ typedef struct PlanItem {
     PrId id;
     PrBlobLoc loc;
     uint32_t order; /* place in the reader's order */
+    bool keep;
 } PlanItem;
 
 static int cmp_plan_loc(const void *a, const void *b) {
@@ -764,7 +794,7 @@ static int cmp_plan_group(const void *a, const void *b) {
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
-int pr_fetcher_plan(PrFetcher *f, const PrId *ids, size_t n) {
+int pr_fetcher_plan(PrFetcher *f, const PrId *ids, const bool *keep, size_t n) {
     if (!n) return 0;
     _cleanup_free_ PlanItem *items = malloc(sizeof *items * n);
     _cleanup_free_ PlanGroup *groups = malloc(sizeof *groups * n);
@@ -772,7 +802,7 @@ int pr_fetcher_plan(PrFetcher *f, const PrId *ids, size_t n) {
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (cached(f, &ids[i])) continue;
-        items[m] = (PlanItem){.id = ids[i], .order = (uint32_t)i};
+        items[m] = (PlanItem){.id = ids[i], .order = (uint32_t)i, .keep = keep && keep[i]};
         if (pr_repo_find_blob(f->repo, &ids[i], &items[m].loc) < 0) continue; /* a read will say why */
         m++;
     }
@@ -815,6 +845,7 @@ int pr_fetcher_plan(PrFetcher *f, const PrId *ids, size_t n) {
             j->id = items[i].id;
             j->loc = items[i].loc;
             j->planned = true;
+            j->keep = items[i].keep;
             size_t b = bucket(&j->id);
             j->hnext = f->table[b];
             f->table[b] = j;

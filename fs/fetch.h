@@ -66,8 +66,9 @@ int pr_fetcher_want_many(PrFetcher *f, const PrId *ids, size_t n);
  * files after the one it reads: cp -a, tar). Located in the index, grouped by pack into GETs of at
  * most 2 MiB spanning gaps of up to 256 KiB, queued in the background in the reader's order:
  * one GET per group wherever the blobs lie, instead of a window per pack the reader enters. Blobs
- * cached, in flight or not indexed are left out; a plan beyond 4096 waiting blobs is cut. */
-int pr_fetcher_plan(PrFetcher *f, const PrId *ids, size_t n);
+ * cached, in flight or not indexed are left out; a plan beyond 4096 waiting blobs is cut. keep[i]
+ * (keep may be NULL): blob i goes to the disk cache when fetched, as the blobs reads wait for. */
+int pr_fetcher_plan(PrFetcher *f, const PrId *ids, const bool *keep, size_t n);
 /* A reader got value v from the memory cache: if the fetcher marked it (v->hint: a blob of a window
  * fetched ahead), starts the prefetch of the next window, once per window. Cheap when not marked. */
 void pr_fetcher_hit(PrFetcher *f, PrCacheValue *v);

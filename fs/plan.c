@@ -87,11 +87,12 @@ static const PrNode *plan_from(PrFs *fs, PrInode *in) {
     Frame st[PLAN_DEPTH];
     int depth = stack_from(fs, in, st) - 1;
     _cleanup_free_ PrId *ids = malloc(sizeof *ids * PLAN_IDS);
+    _cleanup_free_ bool *keep = malloc(sizeof *keep * PLAN_IDS);
     size_t nids = 0;
     uint64_t bytes = 0;
     const PrNode *mid = NULL, *lastfile = NULL;
     bool stopped = false;
-    while (ids && depth >= 0 && bytes < PLAN_BYTES && nids < PLAN_IDS) {
+    while (ids && keep && depth >= 0 && bytes < PLAN_BYTES && nids < PLAN_IDS) {
         Frame *fr = &st[depth];
         const PrFlatTree *t = pr_flat_tree(fr->tree);
         if (fr->idx >= t->n) {
@@ -102,9 +103,14 @@ static const PrNode *plan_from(PrFs *fs, PrInode *in) {
         const PrNode *n = &t->nodes[fr->idx++];
         if (n->type == PR_NODE_FILE) {
             uint64_t taken = 0;
+            /* a file of several chunks keeps them on disk, as a sequential read of it would (its
+             * read-ahead finds them planned and leaves them be); a small file, read once, does not */
+            bool several = n->nchunks > 1;
             for (uint32_t c = 0; c < n->nchunks && taken < PLAN_FILE_BYTES && nids < PLAN_IDS; c++) {
                 taken += n->chunks[c].length;
-                if (!pr_id_is_zero(&n->chunks[c].id)) ids[nids++] = n->chunks[c].id;
+                if (pr_id_is_zero(&n->chunks[c].id)) continue;
+                keep[nids] = several;
+                ids[nids++] = n->chunks[c].id;
             }
             bytes += taken;
             lastfile = n;
@@ -119,7 +125,7 @@ static const PrNode *plan_from(PrFs *fs, PrInode *in) {
         }
     }
     for (; depth >= 0; depth--) pr_memcache_value_unref(st[depth].tree);
-    if (nids) (void)pr_fetcher_plan(fs->fetcher, ids, nids);
+    if (nids) (void)pr_fetcher_plan(fs->fetcher, ids, keep, nids);
     return mid ? mid : stopped ? lastfile : NULL;
 }
 
