@@ -104,6 +104,12 @@ static Job *table_find(PrFetcher *f, const PrId *id) {
     return NULL;
 }
 
+static void table_insert(PrFetcher *f, Job *j) {
+    size_t b = bucket(&j->id);
+    j->hnext = f->table[b];
+    f->table[b] = j;
+}
+
 static void table_remove(PrFetcher *f, Job *j) {
     Job **pp = &f->table[bucket(&j->id)];
     while (*pp && *pp != j) pp = &(*pp)->hnext;
@@ -732,9 +738,7 @@ int pr_fetcher_want(PrFetcher *f, const PrId *id, bool urgent, PrFetchWaiter *w)
         w->next = NULL;
         j->waiters = w;
     }
-    size_t b = bucket(id);
-    j->hnext = f->table[b];
-    f->table[b] = j;
+    table_insert(f, j);
     queue_push(queue_of(f, j), j);
     pthread_cond_signal(&f->work);
     pthread_mutex_unlock(&f->lock);
@@ -758,9 +762,7 @@ int pr_fetcher_want_many(PrFetcher *f, const PrId *ids, size_t n) {
             break;
         }
         j->id = ids[i];
-        size_t b = bucket(&ids[i]);
-        j->hnext = f->table[b];
-        f->table[b] = j;
+        table_insert(f, j);
         queue_push(&f->background, j);
         added++;
     }
@@ -800,6 +802,7 @@ int pr_fetcher_plan(PrFetcher *f, const PrId *ids, const bool *keep, size_t n) {
     _cleanup_free_ PlanGroup *groups = malloc(sizeof *groups * n);
     if (!items || !groups) return -ENOMEM;
     size_t m = 0;
+    atomic_store(&f->index_used, true);
     for (size_t i = 0; i < n; i++) {
         if (cached(f, &ids[i])) continue;
         items[m] = (PlanItem){.id = ids[i], .order = (uint32_t)i, .keep = keep && keep[i]};
@@ -807,7 +810,6 @@ int pr_fetcher_plan(PrFetcher *f, const PrId *ids, const bool *keep, size_t n) {
         m++;
     }
     if (!m) return 0;
-    atomic_store(&f->index_used, true);
     qsort(items, m, sizeof *items, cmp_plan_loc);
     /* groups: blobs of one pack close enough to come in one GET of at most o.run bytes */
     size_t ng = 0;
@@ -846,9 +848,7 @@ int pr_fetcher_plan(PrFetcher *f, const PrId *ids, const bool *keep, size_t n) {
             j->loc = items[i].loc;
             j->planned = true;
             j->keep = items[i].keep;
-            size_t b = bucket(&j->id);
-            j->hnext = f->table[b];
-            f->table[b] = j;
+            table_insert(f, j);
             f->planned++;
             if (!lead) {
                 lead = j;
@@ -938,9 +938,7 @@ int pr_fetcher_get_sync(PrFetcher *f, const PrId *id, PrCacheValue **ret) {
         mine->running = true;
         mine->urgent = true;
         mine->waiters = &s.w;
-        size_t b = bucket(id);
-        mine->hnext = f->table[b];
-        f->table[b] = mine;
+        table_insert(f, mine);
     } else {
         r = -ENOMEM;
     }
