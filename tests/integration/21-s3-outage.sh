@@ -6,29 +6,9 @@
 
 [[ ${PRAFS_TEST_S3:-0} == 1 ]] || skip "no S3 server"
 PRAFS_TEST_BACKEND=s3
-real_endpoint=$AWS_ENDPOINT_URL
-real_port=${real_endpoint##*:}
-real_port=${real_port%%/*}
-
-proxy_pid=""
-start_proxy() {
-    # (exec ...) &: with an EXIT trap set, a plain `cmd &` leaves $! naming a subshell, not cmd
-    (exec python3 "$PRAFS_SRC/tests/tcpproxy.py" "$proxy_port" "$real_port" >"$TMP/proxy.out" 2>&1) &
-    proxy_pid=$!
-    for _ in $(seq 50); do grep -q ready "$TMP/proxy.out" 2>/dev/null && return 0; sleep 0.1; done
-    fail "the TCP proxy did not start"
-}
-stop_proxy() {
-    [[ -n $proxy_pid ]] || return 0
-    kill "$proxy_pid" 2>/dev/null || true
-    wait "$proxy_pid" 2>/dev/null || true
-    proxy_pid=""
-    rm -f "$TMP/proxy.out"
-}
-trap stop_proxy EXIT
-proxy_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+proxy_init
 start_proxy
-export AWS_ENDPOINT_URL=http://127.0.0.1:$proxy_port
+export AWS_ENDPOINT_URL=http://127.0.0.1:$PROXY_PORT
 # retries bounded for the test: 3 attempts, 10 s in all
 export PRAFS_S3_RETRIES=3 PRAFS_S3_RETRY_SECONDS=10
 

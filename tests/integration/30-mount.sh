@@ -31,49 +31,6 @@ mount_cleanup() {
 trap 'mount_cleanup; _lib_cleanup' EXIT
 trap 'exit 130' INT TERM HUP
 
-wait_mounted() { # MOUNTPOINT PID LOG
-    local i
-    for ((i = 0; i < 300; i++)); do
-        is_mounted "$1" && return 0
-        if [[ -n $2 ]] && gone "$2"; then
-            show_file "$3" 40
-            fail "prafs mount exited before $1 was mounted"
-        fi
-        sleep 0.1
-    done
-    show_file "$3" 40
-    fail "$1 was not mounted within 30 s"
-}
-
-# start_mount REPO MOUNTPOINT LOG [OPTIONS...]: prafs mount -f in the background; sets MOUNT_PID.
-# (A background job of a script starts with SIGINT ignored, and libfuse rightly leaves ignored
-# signals alone: give it back its default so that SIGINT can be tested.)
-start_mount() {
-    local repo=$1 mp=$2 logf=$3
-    shift 3
-    mkdir -p "$mp"
-    MOUNTS+=("$mp")
-    (exec env --default-signal=INT "$PRAFS" mount "$repo" "$mp" -f "$@" >"$logf" 2>&1) &
-    MOUNT_PID=$!
-    PIDS+=("$MOUNT_PID")
-    wait_mounted "$mp" "$MOUNT_PID" "$logf"
-}
-
-# stop_mount MOUNTPOINT PID LOG [signal]: unmounts (fusermount3 -u, or the signal to PID); the
-# process must exit 0 within 20 s and leave nothing mounted.
-stop_mount() {
-    local mp=$1 pid=$2 logf=$3 sig=${4:-} rc=0
-    if [[ -n $sig ]]; then
-        kill "-$sig" "$pid" || fail "cannot send SIG$sig to $pid"
-    else
-        timeout 30 fusermount3 -u "$mp" || fail "fusermount3 -u $mp failed"
-    fi
-    wait_gone "$pid" 20 || { show_file "$logf" 40; fail "prafs mount (pid $pid) still running 20 s after ${sig:+SIG}${sig:-the unmount}"; }
-    wait "$pid" || rc=$?
-    [[ $rc -eq 0 ]] || { show_file "$logf" 40; fail "prafs mount exited $rc after ${sig:+SIG}${sig:-the unmount}"; }
-    ! is_mounted "$mp" || fail "$mp is still mounted after ${sig:+SIG}${sig:-the unmount}"
-}
-
 # expect_erofs WHAT COMMAND...: the command fails saying "Read-only file system".
 expect_erofs() {
     local what=$1 out rc=0

@@ -30,19 +30,14 @@ EOF
 log "written in $((SECONDS - t0)) s"
 
 run_memory() {
-    local b=$PRAFS_TEST_BACKEND repo m="$TMP/mnt-$PRAFS_TEST_BACKEND" i
+    local b=$PRAFS_TEST_BACKEND repo m="$TMP/mnt-$PRAFS_TEST_BACKEND"
     export XDG_CACHE_HOME="$TMP/cache-$b"
     repo=$(make_repo memory)
     t0=$SECONDS
     prafs_ok snapshot "$repo" v="$SRC"
     log "snapshot in $((SECONDS - t0)) s"
-    mkdir -p "$m"
-    MOUNTS+=("$m")
-    (exec "$PRAFS" mount "$repo" "$m" -f -o cache_size=128 >"$TMP/mount-$b.log" 2>&1) &
-    local pid=$!
-    PIDS+=("$pid")
-    for ((i = 0; i < 300; i++)); do is_mounted "$m" && break; gone "$pid" && break; sleep 0.1; done
-    is_mounted "$m" || { show_file "$TMP/mount-$b.log" 40; fail "the mount did not come up"; }
+    start_mount "$repo" "$m" "$TMP/mount-$b.log" -o cache_size=128
+    local pid=$MOUNT_PID
     local f="$m/snapshots/latest/v/big" s e
     assert_eq 2147483648 "$(stat -c %s "$f")" "size through the mount"
     s=$(date +%s.%N)
@@ -69,10 +64,7 @@ for _ in range(2000):
 EOF
     hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")
     assert_lt "$hwm" "$LIMIT_KB" "peak resident KiB after the random reads"
-    timeout 30 fusermount3 -u "$m" || fail "fusermount3 -u failed"
-    for ((i = 0; i < 200; i++)); do gone "$pid" && break; sleep 0.1; done
-    gone "$pid" || fail "the mount did not exit after the unmount"
-    wait "$pid" || fail "the mount exited with an error"
+    stop_mount "$m" "$pid" "$TMP/mount-$b.log"
     rm -rf "$XDG_CACHE_HOME"
 }
 

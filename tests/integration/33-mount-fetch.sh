@@ -35,17 +35,11 @@ summary_field() { # LOG REGEX: the number before REGEX in the unmount summary
 }
 
 run_fetch() {
-    local b=$PRAFS_TEST_BACKEND repo m="$TMP/mnt-$PRAFS_TEST_BACKEND" i
+    local b=$PRAFS_TEST_BACKEND repo m="$TMP/mnt-$PRAFS_TEST_BACKEND"
     export XDG_CACHE_HOME="$TMP/cache-$b"
     repo=$(make_repo fetch)
     prafs_ok snapshot "$repo" v="$SRC"
-    mkdir -p "$m"
-    MOUNTS+=("$m")
-    (exec "$PRAFS" mount "$repo" "$m" -f -v >"$TMP/mount-$b.log" 2>&1) &
-    local pid=$!
-    PIDS+=("$pid")
-    for ((i = 0; i < 300; i++)); do is_mounted "$m" && break; gone "$pid" && break; sleep 0.1; done
-    is_mounted "$m" || { show_file "$TMP/mount-$b.log" 40; fail "the mount did not come up"; }
+    start_mount "$repo" "$m" "$TMP/mount-$b.log" -v
     sync
     echo 3 >/proc/sys/vm/drop_caches
     timeout 300 cmp "$m/snapshots/latest/v/big" "$SRC/big" || fail "the big file reads wrong through the mount"
@@ -53,10 +47,7 @@ run_fetch() {
     mkdir -p "$TMP/copy"
     timeout 300 cp -a "$m/snapshots/latest/v/small" "$TMP/copy/" || fail "cp -a out of the mount failed"
     assert_same_tree "$SRC/small" "$TMP/copy/small"
-    timeout 30 fusermount3 -u "$m" || fail "fusermount3 -u failed"
-    for ((i = 0; i < 200; i++)); do gone "$pid" && break; sleep 0.1; done
-    gone "$pid" || fail "the mount did not exit after the unmount"
-    wait "$pid" || fail "the mount exited with an error"
+    stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b.log"
     grep "unmounted:" "$TMP/mount-$b.log" >&2 || { show_file "$TMP/mount-$b.log" 40; fail "no unmount summary"; }
     local runs windows planned writes errors
     runs=$(summary_field "$TMP/mount-$b.log" "runs")
@@ -75,19 +66,13 @@ run_fetch() {
     local pack
     pack=$(repo_objects "$repo" data | sort -k2,2n | tail -n1 | cut -d' ' -f1)
     flip_byte "$repo" "$pack" >/dev/null
-    (exec "$PRAFS" mount "$repo" "$m" -f >"$TMP/mount-$b-bad.log" 2>&1) &
-    pid=$!
-    PIDS+=("$pid")
-    for ((i = 0; i < 300; i++)); do is_mounted "$m" && break; gone "$pid" && break; sleep 0.1; done
-    is_mounted "$m" || { show_file "$TMP/mount-$b-bad.log" 40; fail "the mount did not come up"; }
+    start_mount "$repo" "$m" "$TMP/mount-$b-bad.log"
     local err rc=0
     err=$(cd "$m/snapshots/latest/v" && find . -type f -print0 | timeout 300 xargs -0 cat 2>&1 >/dev/null) || rc=$?
     [[ $rc -ne 0 && $err == *"Input/output error"* ]] || fail "reading through a damaged pack: exit $rc, '$err'"
     assert_contains "$TMP/mount-$b-bad.log" "$(basename "$pack") is damaged" "the mount's message"
     [[ -d $m/snapshots/latest/v/small ]] || fail "the mount went away after the damaged read"
-    timeout 30 fusermount3 -u "$m" || fail "fusermount3 -u failed"
-    for ((i = 0; i < 200; i++)); do gone "$pid" && break; sleep 0.1; done
-    wait "$pid" || fail "the mount exited with an error"
+    stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-bad.log"
     rm -rf "$XDG_CACHE_HOME"
 }
 

@@ -276,7 +276,7 @@ prune_paused() {
 # ---- backends ------------------------------------------------------------------------------------
 
 S3_BUCKET="prafs-test-$RANDOM-$$"
-S3_USED=0
+S3_ENDPOINT=${AWS_ENDPOINT_URL:-} # the server itself, for the cleanup (a test may point at a proxy)
 
 # True when the S3 endpoint is on loopback (we never send anything elsewhere).
 s3_endpoint_is_loopback() {
@@ -316,7 +316,6 @@ repo_url() {
         echo "$TMP/repos/$1"
         ;;
     s3)
-        S3_USED=1
         echo "s3://$S3_BUCKET/$1"
         ;;
     *) fail "unknown PRAFS_TEST_BACKEND=$PRAFS_TEST_BACKEND" ;;
@@ -493,9 +492,12 @@ EOF
     echo "$off"
 }
 
+# the test's bucket goes, if it was made (repo_url runs in command substitutions: whether it was
+# cannot be remembered in this shell)
 s3_cleanup() {
-    [[ $S3_USED -eq 1 ]] || return 0
-    s3py rb "$S3_BUCKET" >/dev/null 2>&1 || true
+    [[ ${PRAFS_TEST_S3:-0} == 1 && -n $S3_ENDPOINT ]] || return 0
+    AWS_ENDPOINT_URL=$S3_ENDPOINT s3_endpoint_is_loopback || return 0
+    AWS_ENDPOINT_URL=$S3_ENDPOINT s3py rb "$S3_BUCKET" >/dev/null 2>&1 || true
 }
 
 # ---- mounts: a test that mounts records mountpoints in MOUNTS and processes in PIDS, and calls
@@ -534,7 +536,88 @@ mounts_cleanup() {
     done
 }
 
+# ---- mounting: start_mount / stop_mount; the caller's environment applies to the mount --------
+
+wait_mounted() { # MOUNTPOINT PID LOG: waits up to 30 s for the mount (fails if PID exits first)
+    local i
+    for ((i = 0; i < 300; i++)); do
+        is_mounted "$1" && return 0
+        if [[ -n $2 ]] && gone "$2"; then
+            show_file "$3" 40
+            fail "prafs mount exited before $1 was mounted"
+        fi
+        sleep 0.1
+    done
+    show_file "$3" 40
+    fail "$1 was not mounted within 30 s"
+}
+
+# start_mount REPO MOUNTPOINT LOG [OPTIONS...]: prafs mount -f in the background; sets MOUNT_PID.
+# (A background job of a script starts with SIGINT ignored, and libfuse rightly leaves ignored
+# signals alone: give it back its default so that SIGINT can be tested.)
+start_mount() {
+    local repo=$1 mp=$2 logf=$3
+    shift 3
+    mkdir -p "$mp"
+    MOUNTS+=("$mp")
+    (exec env --default-signal=INT "$PRAFS" mount "$repo" "$mp" -f "$@" >"$logf" 2>&1) &
+    MOUNT_PID=$!
+    PIDS+=("$MOUNT_PID")
+    wait_mounted "$mp" "$MOUNT_PID" "$logf"
+}
+
+# stop_mount MOUNTPOINT PID LOG [signal]: unmounts (fusermount3 -u, or the signal to PID); the
+# process must exit 0 within 20 s and leave nothing mounted.
+stop_mount() {
+    local mp=$1 pid=$2 logf=$3 sig=${4:-} rc=0
+    if [[ -n $sig ]]; then
+        kill "-$sig" "$pid" || fail "cannot send SIG$sig to $pid"
+    else
+        timeout 30 fusermount3 -u "$mp" || fail "fusermount3 -u $mp failed"
+    fi
+    wait_gone "$pid" 20 || { show_file "$logf" 40; fail "prafs mount (pid $pid) still running 20 s after ${sig:+SIG}${sig:-the unmount}"; }
+    wait "$pid" || rc=$?
+    [[ $rc -eq 0 ]] || { show_file "$logf" 40; fail "prafs mount exited $rc after ${sig:+SIG}${sig:-the unmount}"; }
+    ! is_mounted "$mp" || fail "$mp is still mounted after ${sig:+SIG}${sig:-the unmount}"
+}
+
+# ---- a loopback TCP proxy in front of the S3 server, which a test can cut (the server itself is
+# shared by every test): proxy_init once, then start_proxy / stop_proxy; PROXY_PORT is its port ----
+
+PROXY_PID=""
+PROXY_PORT=""
+PROXY_TARGET=""
+proxy_init() {
+    [[ -f $PRAFS_SRC/tests/tcpproxy.py ]] || skip "tests/tcpproxy.py is missing"
+    s3_endpoint_is_loopback || skip "AWS_ENDPOINT_URL is not on loopback"
+    PROXY_TARGET=${AWS_ENDPOINT_URL##*:}
+    PROXY_TARGET=${PROXY_TARGET%%/*}
+    PROXY_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+}
+start_proxy() {
+    local i out="$TMP/proxy.out"
+    # the output of the last proxy goes first: its "ready" would be read before this one's
+    # redirection (in the background subshell) truncates the file
+    rm -f "$out"
+    (exec python3 "$PRAFS_SRC/tests/tcpproxy.py" "$PROXY_PORT" "$PROXY_TARGET" >"$out" 2>&1) &
+    PROXY_PID=$!
+    for ((i = 0; i < 100; i++)); do
+        grep -qs ready "$out" && return 0
+        gone "$PROXY_PID" && break
+        sleep 0.1
+    done
+    show_file "$out" 10
+    fail "the TCP proxy did not start"
+}
+stop_proxy() {
+    [[ -n $PROXY_PID ]] || return 0
+    kill "$PROXY_PID" 2>/dev/null || true
+    wait "$PROXY_PID" 2>/dev/null || true
+    PROXY_PID=""
+}
+
 _lib_cleanup() {
+    stop_proxy
     s3_cleanup
     if [[ $_lib_own_tmp -eq 1 ]]; then
         chmod -R u+rwx "$TMP" 2>/dev/null || true
