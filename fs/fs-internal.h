@@ -31,6 +31,7 @@ typedef struct PrFs {
     bool acls;               /* the kernel enforces POSIX ACLs (some snapshot has one, or -o acl) */
     bool xattrs;             /* xattr requests are answered (some snapshot has one, or -o xattr/acl) */
     bool no_open;            /* the kernel does not open files (FUSE_CAP_NO_OPEN_SUPPORT) */
+    bool no_opendir;         /* ... nor directories (FUSE_CAP_NO_OPENDIR_SUPPORT) */
     struct fuse_session *se;
     struct timespec started; /* wall clock at mount: times of the virtual directories with no snapshot */
     uid_t uid;               /* owner of the virtual entries: whoever mounted */

@@ -44,6 +44,8 @@ struct PrTop {
 
     Snap *snaps;
     uint32_t nsnaps, snaps_cap;
+    bool listed;             /* the first listing is done */
+    struct timespec changed; /* when a later listing changed the set of snapshots (0: never) */
     atomic_bool acls_off, xattrs_off;
     VNode **vnodes;
     uint32_t nvnodes, vnodes_cap;
@@ -346,6 +348,7 @@ int pr_top_refresh(PrTop *t, bool index_used) {
     if (added) changed = true;
     if (!changed) {
         pr_snapshot_list_free(list, n);
+        t->listed = true; /* (an empty repository's first listing) */
         return 0;
     }
     if (added && index_used) {
@@ -388,6 +391,10 @@ int pr_top_refresh(PrTop *t, bool index_used) {
         t->snaps[t->nsnaps++] = (Snap){TAKE_PTR(list[i]), true};
     }
     if (r >= 0) r = rebuild(t);
+    /* the virtual directories' mtime: the kernel keeps their listings, and lists them again when it
+     * changes (it reads the attributes of these directories again every second) */
+    if (r >= 0 && t->listed) clock_gettime(CLOCK_REALTIME, &t->changed);
+    if (r >= 0) t->listed = true;
     pthread_rwlock_unlock(&t->lock);
     pr_snapshot_list_free(list, n);
     if (r < 0) return pr_log_errno(r, "cannot rebuild the snapshot directories");
@@ -612,16 +619,19 @@ void pr_top_set_support(PrTop *t, bool acls, bool xattrs) {
     atomic_store(&t->xattrs_off, !xattrs);
 }
 
-void pr_top_info(PrTop *t, size_t *ret_live, int64_t *ret_newest) {
+void pr_top_info(PrTop *t, size_t *ret_live, struct timespec *ret_mtime) {
     pthread_rwlock_rdlock(&t->lock);
     size_t live = 0;
-    int64_t newest = 0;
+    struct timespec newest = {0};
     for (uint32_t i = 0; i < t->nsnaps; i++) {
         if (!t->snaps[i].live) continue;
         live++;
-        newest = MAX(newest, t->snaps[i].s->time_sec);
+        const PrSnapshot *s = t->snaps[i].s;
+        if (s->time_sec > newest.tv_sec || (s->time_sec == newest.tv_sec && s->time_nsec > newest.tv_nsec))
+            newest = (struct timespec){s->time_sec, s->time_nsec};
     }
+    struct timespec mtime = t->changed.tv_sec ? t->changed : newest;
     pthread_rwlock_unlock(&t->lock);
     if (ret_live) *ret_live = live;
-    if (ret_newest) *ret_newest = newest;
+    if (ret_mtime) *ret_mtime = mtime;
 }

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "backend/repo.h"
 
@@ -82,5 +83,6 @@ void pr_top_any_xattrs(PrTop *t, bool *ret_acls, bool *ret_xattrs);
 /* The mount runs without ACL / xattr support: a snapshot with them that appears later gets a
  * warning. */
 void pr_top_set_support(PrTop *t, bool acls, bool xattrs);
-/* Snapshot count (live), and the newest live snapshot's time (0 if none). */
-void pr_top_info(PrTop *t, size_t *ret_live, int64_t *ret_newest);
+/* Snapshot count (live), and the mtime of the virtual directories: when this mount saw the set of
+ * snapshots change, or before any change the newest live snapshot's time (0 if none). */
+void pr_top_info(PrTop *t, size_t *ret_live, struct timespec *ret_mtime);

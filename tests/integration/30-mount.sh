@@ -200,6 +200,10 @@ EOF
     assert_same_tree "$SRC/hard" "$d/hard"
 
     log "a snapshot taken while mounted appears within the refresh interval"
+    # listed before: the kernel keeps these listings, and must list them again once they change
+    local before_snaps before_small
+    before_snaps=$(ls "$m/snapshots" | xargs)
+    before_small=$(ls "$m/volumes/small" | xargs)
     prafs_ok snapshot "$repo" --tag t2 --host test-host small="$TMP/small2" bigs="$TMP/bigs"
     local id2 l2="" i
     id2=$(new_snapshot_id "$repo" "$id1")
@@ -219,6 +223,17 @@ EOF
     assert_eq "$l2" "$(readlink "$m/volumes/small/latest")" "volumes/small/latest"
     assert_eq "$l1" "$(readlink "$m/volumes/main/latest")" "volumes/main/latest (not in the new snapshot)"
     assert_eq "$l2" "$(ls "$m/tags/t2" | xargs)" "tags/t2"
+    # the listings read before the snapshot: the new one in them (within the 1 s attribute timeout)
+    for ((i = 0; i < 50; i++)); do
+        [[ $(ls "$m/snapshots" | xargs) == *"$l2"* && $(ls "$m/volumes/small" | xargs) == *"$l2"* ]] && break
+        sleep 0.2
+    done
+    # shellcheck disable=SC2086 # word lists
+    assert_eq "$(printf '%s\n' $before_snaps "$l2" | sort | xargs)" "$(ls "$m/snapshots" | sort | xargs)" \
+        "snapshots/ listed again after the new snapshot"
+    # shellcheck disable=SC2086
+    assert_eq "$(printf '%s\n' $before_small "$l2" | sort | xargs)" "$(ls "$m/volumes/small" | sort | xargs)" \
+        "volumes/small/ listed again after the new snapshot"
     log "two snapshots side by side"
     assert_eq "one" "$(cat "$m/snapshots/$l1/small/v")" "the first snapshot's small/v"
     assert_eq "two" "$(cat "$m/snapshots/$l2/small/v")" "the second snapshot's small/v"
@@ -312,6 +327,18 @@ EOF
     start_mount "$repo" "$m" "$TMP/mount-$b-int.log"
     cat "$m/snapshots/$l2/small/v" >/dev/null
     stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-int.log" INT
+
+    log "a snapshot forgotten while mounted leaves the listings the kernel keeps"
+    start_mount "$repo" "$m" "$TMP/mount-$b-forget.log" -o refresh=1
+    assert_eq "$(printf '%s\n' "$l1" "$l2" latest | sort | xargs)" "$(ls "$m/snapshots" | sort | xargs)" "snapshots/ before forget"
+    prafs_ok forget "$repo" --tag t1 --keep-tag no-such-tag
+    for ((i = 0; i < 50; i++)); do
+        [[ $(ls "$m/snapshots" | xargs) != *"$l1"* ]] && break
+        sleep 0.2
+    done
+    assert_eq "$(printf '%s\n' "$l2" latest | sort | xargs)" "$(ls "$m/snapshots" | sort | xargs)" "snapshots/ after forget"
+    [[ ! -e $m/snapshots/$l1 ]] || fail "snapshots/$l1 still there after forget"
+    stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-forget.log"
 
     log "a repository without xattrs: the kernel is told so once, and answers every later lookup itself"
     local plain
