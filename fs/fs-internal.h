@@ -4,6 +4,7 @@
 
 #define FUSE_USE_VERSION 35
 #include <fuse_lowlevel.h>
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "cache/diskcache.h"
@@ -42,6 +43,14 @@ typedef struct PrFs {
     _Atomic(const PrNode *) plan_trigger; /* starting this file plans the next stretch */
     _Atomic double plan_until;            /* pr_now() until which a miss plans at once */
     atomic_uint_fast64_t reads, reads_waited, wait_us; /* reads, those that waited for a fetch, how long */
+    /* listings with names only for files (ops.c, "Names only"): until when listings carry
+     * attributes again, and the directories listed so since the last switch (the kernel keeps
+     * those listings) */
+    _Atomic double attrs_until;
+    atomic_uint_fast64_t names_listings, attrs_switches; /* counted for the unmount summary */
+    pthread_mutex_t names_lock;
+    uint64_t *names_listed; /* under names_lock */
+    size_t n_names_listed;
 } PrFs;
 
 extern const struct fuse_lowlevel_ops pr_fs_ops;

@@ -81,6 +81,8 @@ static void fs_free(PrFs *fs) {
     pr_diskcache_free(fs->dc);
     pr_memcache_free(fs->mc);
     if (fs->zeros) munmap((void *)fs->zeros, PR_FS_MAX_READ);
+    pthread_mutex_destroy(&fs->names_lock);
+    free(fs->names_listed);
     free(fs);
 }
 
@@ -89,6 +91,7 @@ static int fs_new(PrRepo *repo, const PrFsOptions *o, PrFs **ret) {
     if (!fs) return -ENOMEM;
     fs->repo = repo;
     fs->o = *o;
+    pthread_mutex_init(&fs->names_lock, NULL);
     if (!fs->o.refresh_seconds) fs->o.refresh_seconds = 30;
     if (!fs->o.cache_mib) fs->o.cache_mib = 48; /* the page cache and the disk cache hold the rest */
     fs->uid = getuid();
@@ -221,8 +224,11 @@ int pr_fs_run(PrRepo *repo, const PrFsOptions *o) {
                (unsigned long long)st.disk_hits, (unsigned long long)st.disk_writes,
                (unsigned long long)st.disk_dropped, (unsigned long long)st.errors);
         uint64_t reads = atomic_load(&fs->reads), waited = atomic_load(&fs->reads_waited);
-        pr_log(PR_LOG_INFO, "unmounted: %llu reads, %llu waited for a fetch (%.2f s in all)",
-               (unsigned long long)reads, (unsigned long long)waited, (double)atomic_load(&fs->wait_us) / 1e6);
+        pr_log(PR_LOG_INFO,
+               "unmounted: %llu reads, %llu waited for a fetch (%.2f s in all); %llu listings with names only, "
+               "%llu switches to attributes",
+               (unsigned long long)reads, (unsigned long long)waited, (double)atomic_load(&fs->wait_us) / 1e6,
+               (unsigned long long)atomic_load(&fs->names_listings), (unsigned long long)atomic_load(&fs->attrs_switches));
     }
     fs_free(fs);
     return r;

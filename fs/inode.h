@@ -49,6 +49,10 @@ typedef struct PrInode {
     PrCacheValue *tree; /* NODE: the flattened tree holding node (one reference, released with the inode) */
     const PrNode *node; /* NODE: borrowed from tree */
     atomic_uint dirid;  /* directories: their directory number, 0 until first needed */
+    /* tree directories: listed with names only for files since the last switch to attributes
+     * (ops.c), and lookups of files in it since */
+    atomic_bool names;
+    atomic_uint names_lookups;
     /* files: the reader's state when the kernel does not open files (set once; freed with the
      * inode by file_free) */
     _Atomic(void *) file;

@@ -226,6 +226,57 @@ static void reply_entry(PrFs *fs, fuse_req_t req, PrInode *in, double entry_ttl)
     if (fuse_reply_entry(req, &e) != 0) pr_itable_forget(fs->itable, in->ino, 1);
 }
 
+/* ---- Names only ----
+ * A listing with attributes (READDIRPLUS) spares `ls -l`, `cp -a` and `du` one LOOKUP round trip per
+ * entry, but costs the kernel a dentry and an inode for each, which `find` never uses: a cold find
+ * of 100,000 files spent more time there than in everything else. So a listing gives attributes for
+ * subdirectories (any walk opens them) and names only for the rest, until a reader shows it wants
+ * them: NAMES_LOOKUPS lookups of files in one directory listed so. Then, for ATTRS_SECONDS, listings
+ * carry every attribute again, and the listings given with names only since the last switch are
+ * dropped from the kernel's cache (listed again, with attributes, when next read); after that, the
+ * next directory tells again (a reader that stats costs one directory of lookups). */
+#define NAMES_LOOKUPS 2
+#define ATTRS_SECONDS 10.0
+#define NAMES_LISTED_MAX 4096
+
+static bool listing_names_only(PrFs *fs) { return pr_now() >= atomic_load(&fs->attrs_until); }
+
+/* A listing of tree directory `dir` gave names only. */
+static void names_listed(PrFs *fs, PrInode *dir) {
+    atomic_fetch_add(&fs->names_listings, 1);
+    if (atomic_exchange(&dir->names, true)) return;
+    atomic_store(&dir->names_lookups, 0);
+    pthread_mutex_lock(&fs->names_lock);
+    if (!fs->names_listed) fs->names_listed = malloc(sizeof *fs->names_listed * NAMES_LISTED_MAX);
+    if (fs->names_listed && fs->n_names_listed < NAMES_LISTED_MAX) fs->names_listed[fs->n_names_listed++] = dir->ino;
+    pthread_mutex_unlock(&fs->names_lock);
+}
+
+/* A lookup of a file in tree directory `dir`: does the reader want attributes? */
+static void names_file_lookup(PrFs *fs, PrInode *dir) {
+    if (!atomic_load(&dir->names) || atomic_fetch_add(&dir->names_lookups, 1) + 1 != NAMES_LOOKUPS) return;
+    atomic_store(&fs->attrs_until, pr_now() + ATTRS_SECONDS);
+    atomic_fetch_add(&fs->attrs_switches, 1);
+    pthread_mutex_lock(&fs->names_lock);
+    uint64_t *listed = fs->names_listed;
+    size_t n = fs->n_names_listed;
+    fs->names_listed = NULL;
+    fs->n_names_listed = 0;
+    pthread_mutex_unlock(&fs->names_lock);
+    /* (not `dir`: its listing is being read, and the reader looks its files up as it goes) */
+    size_t dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        PrInode *d = NULL;
+        if (pr_itable_get(fs->itable, listed[i], &d) >= 0) {
+            atomic_store(&d->names, false);
+            pr_inode_unref(d);
+        }
+        if (listed[i] != dir->ino && fs->se && fuse_lowlevel_notify_inval_inode(fs->se, listed[i], 0, 0) == 0) dropped++;
+    }
+    free(listed);
+    pr_debug("listings carry attributes again (%zu listings with names only dropped)", dropped);
+}
+
 /* ---- lookup, forget, getattr, readlink ---- */
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
@@ -258,6 +309,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
         fuse_reply_entry(req, &e);
         return;
     }
+    if (pr_flat_tree(tv)->nodes[idx].type != PR_NODE_DIR) names_file_lookup(fs, dir);
     r = tree_child(fs, dir, tv, (uint32_t)idx, &in);
     if (r < 0) return reply_err(req, r);
     /* a tree never changes; if its snapshot goes away, the entry above it (snapshots/<label>, short
@@ -411,6 +463,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
     size_t ncounted = 0, ccap = 0;
     if (!buf) return reply_err(req, -ENOMEM);
     const PrFlatTree *t = h->tree ? pr_flat_tree(h->tree) : NULL;
+    bool names_only = plus && t && listing_names_only(fs), gave_names = false;
     size_t total = 2 + (t ? t->n : h->n);
     size_t pos = 0;
     int r = 0;
@@ -425,11 +478,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         } else if (t) {
             uint32_t idx = (uint32_t)(k - 2);
             name = t->nodes[idx].name;
-            if (plus) {
+            if (plus && !(names_only && t->nodes[idx].type != PR_NODE_DIR)) {
                 r = tree_child(fs, dir, h->tree, idx, &child);
-            } else {
+            } else { /* a name, an inode number and a type; READDIRPLUS: node id 0, no attributes */
                 r = tree_child_ino(fs, dir, t, idx, NULL, &e.attr.st_ino);
                 e.attr.st_mode = node_type_bits(t->nodes[idx].type);
+                gave_names = plus;
             }
         } else {
             const PrVEntry *v = &h->list[k - 2];
@@ -475,6 +529,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         reply_err(req, r == -ENOMEM || r == -ENOENT || r == -EOVERFLOW ? r : -EIO);
         return;
     }
+    if (gave_names) names_listed(fs, dir);
     if (fuse_reply_buf(req, buf, pos) != 0)
         for (size_t i = 0; i < ncounted; i++) pr_itable_forget(fs->itable, counted[i], 1);
 }

@@ -6,7 +6,10 @@
 #    window of the pack around the first file, then planned GETs of the files that follow in the
 #    tree (fs/plan.c), across directories and packs (how many reads still waited for a fetch
 #    depends on timing: logged, not asserted);
-#  - on S3, the disk-cache writer (a background thread) has written entries by the unmount.
+#  - on S3, the disk-cache writer (a background thread) has written entries by the unmount;
+#  - listings give names only for files until a reader looks files up (ops.c, "Names only"): a
+#    `find` costs no LOOKUP per file, an `ls -lR` after it switches listings to attributes and
+#    costs the LOOKUPs of about one directory, not of every file, and shows the right attributes.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 require_root
@@ -61,6 +64,23 @@ run_fetch() {
     assert_le "$((${windows:-0} + ${planned:-0}))" 100 "window and planned GETs for 2,000 small files"
     [[ $b == s3 ]] && assert_lt 0 "${writes:-0}" "entries written by the disk-cache writer"
     rm -rf "$XDG_CACHE_HOME"
+
+    # names only, then attributes (the FUSE debug log counts the requests)
+    local nl="$TMP/mount-$b-names.log" lookups_find lookups_ls names switches
+    start_mount "$repo" "$m" "$nl" -v -d
+    assert_eq "$(find "$SRC/small" | wc -l)" "$(timeout 300 find "$m/snapshots/latest/v/small" | wc -l)" "entries found"
+    lookups_find=$(grep -c 'opcode: LOOKUP' "$nl")
+    timeout 300 ls -lR "$m/snapshots/latest/v/small" >/dev/null || fail "ls -lR after find failed"
+    lookups_ls=$(($(grep -c 'opcode: LOOKUP' "$nl") - lookups_find))
+    assert_same_tree "$SRC/small" "$m/snapshots/latest/v/small"
+    stop_mount "$m" "$MOUNT_PID" "$nl"
+    names=$(summary_field "$nl" "listings with names only")
+    switches=$(summary_field "$nl" "switches to attributes")
+    log "find: $lookups_find LOOKUPs; ls -lR after it: $lookups_ls LOOKUPs; $names listings with names only, $switches switches"
+    assert_le "$lookups_find" 20 "LOOKUPs of a find of 2,000 files in 10 directories"
+    assert_le 10 "${names:-0}" "listings with names only (find)"
+    assert_le 1 "${switches:-0}" "switches to attributes (ls -lR)"
+    assert_le "$lookups_ls" 400 "LOOKUPs of an ls -lR of 2,000 files after a find (200 per directory)"
 
     # a damaged pack: the read that needs it fails with EIO, the mount names the pack, and stays up
     local pack
