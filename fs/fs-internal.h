@@ -17,7 +17,8 @@
 #define PR_FS_MAX_READ (1u << 20)      /* max_read, max_readahead, the bdi's read_ahead_kb */
 #define PR_FS_TTL_LONG 86400.0         /* snapshot contents never change */
 #define PR_FS_TTL_SHORT 1.0            /* the virtual top follows the snapshot list */
-#define PR_FS_READAHEAD_CHUNKS 16      /* chunks fetched ahead of a sequential reader (~19 MiB) */
+#define PR_FS_READAHEAD_CHUNKS 32      /* chunks fetched ahead of a sequential reader (~38 MiB; 16: a cold
+                                        * cat 15-20 % slower here, more of its reads waited) */
 #define PR_FS_BLKSIZE (128u << 10)     /* st_blksize: what cp and stdio use as buffer size */
 
 typedef struct PrFs {
