@@ -15,13 +15,18 @@
 #define LOCK_AAD "prafs lock v1"
 #define LOCK_MAX 4096
 #define RETRY_AFTER_FAILURE 30.0 /* seconds before retrying a failed refresh */
+/* Others call a lock stale after `stale` seconds by their clocks: ours counts as lost a quarter
+ * earlier, a margin for clock skew */
+#define LAPSE_FRACTION 0.75
 
 struct PrLock {
     PrRepo *repo;
     bool exclusive;
-    pthread_mutex_t mutex; /* guards key and last_ok */
+    pthread_mutex_t mutex; /* guards key, last_ok and lapsed */
     char key[96];
     double last_ok; /* monotonic time of the last successful write */
+    double lapsed;  /* 0, or how long the longest gap between two writes was once it made the lock
+                     * stale for others: then it is lost for good, even if written again since */
     double refresh, stale;
     int stop[2];    /* release -> refresh thread */
     pthread_t thread;
@@ -318,7 +323,9 @@ static void refresh_once(PrLock *l) {
     char old[96];
     snprintf(old, sizeof old, "%s", l->key);
     snprintf(l->key, sizeof l->key, "%s", key);
-    l->last_ok = pr_now();
+    double now = pr_now();
+    if (!l->lapsed && now - l->last_ok >= l->stale * LAPSE_FRACTION) l->lapsed = now - l->last_ok;
+    l->last_ok = now;
     pthread_mutex_unlock(&l->mutex);
     k = pr_store_del(pr_repo_store(l->repo), old);
     if (k < 0) pr_log_errno(k, "cannot delete the old lock %s", old);
@@ -354,12 +361,14 @@ static void *refresh_main(void *arg) {
 int pr_lock_check(PrLock *l) {
     if (!l) return -ENOLCK;
     pthread_mutex_lock(&l->mutex);
-    /* others call it stale after `stale` seconds by their clocks: keep a margin for skew */
-    bool ok = pr_now() - l->last_ok < l->stale * 0.75;
+    double gap = pr_now() - l->last_ok, lapsed = l->lapsed;
+    if (!lapsed && gap >= l->stale * LAPSE_FRACTION) lapsed = l->lapsed = gap;
     pthread_mutex_unlock(&l->mutex);
-    if (!ok) {
-        pr_log(PR_LOG_ERR, "the lock on %s could not be refreshed for too long: others may take it as stale",
-               pr_repo_store(l->repo)->location);
+    if (lapsed) {
+        pr_log(PR_LOG_ERR,
+               "the lock on %s could not be refreshed for %.0f s: others may have taken it as stale (after %.0f s), "
+               "and a prune may have removed data this process relies on",
+               pr_repo_store(l->repo)->location, lapsed, l->stale);
         return -ENOLCK;
     }
     return 0;

@@ -34,8 +34,10 @@ int pr_lock_acquire(PrRepo *r, bool exclusive, double wait_seconds, PrLock **ret
 /* Stops the refresh and deletes the lock object. NULL-safe. */
 void pr_lock_release(PrLock *l);
 static inline void pr_lock_releasep(PrLock **l) { pr_lock_release(*l); }
-/* 0 while the lock is certainly still ours; -ENOLCK when it could not be refreshed for so long that
- * others may take it for stale (an exclusive holder must not delete anything then). */
+/* 0 while the lock is certainly still ours; -ENOLCK (logged) once it could not be refreshed for so
+ * long that others may have taken it for stale, even if it was written again since: an exclusive
+ * holder must not delete anything then, a writer must not publish (a prune may have removed what it
+ * wrote or reused). */
 int pr_lock_check(PrLock *l);
 bool pr_lock_is_exclusive(const PrLock *l);
 

@@ -20,6 +20,7 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cache/util.h"
 
@@ -340,6 +341,8 @@ static int upload_pack(Writer *w, Pack *p) {
     pr_pack_key(&id, key);
     r = pr_store_put_hashed(pr_repo_store(w->repo), key, p->buf, total, id.b); /* a pack is named by its SHA-256 */
     if (r < 0) return pr_log_errno(r, "cannot store %s", key);
+    /* a lock that lapsed stops the snapshot now rather than at the end */
+    if (w->opts->lock && (r = pr_lock_check(w->opts->lock)) < 0) return r;
     pr_debug("stored %s (%u blobs, %zu bytes)", key, p->n, total);
 
     pthread_mutex_lock(&w->lock);
@@ -1115,10 +1118,28 @@ static const PrSnapshot *find_parent(PrSnapshot **list, size_t n, const char *ho
     return NULL;
 }
 
+static void test_pause(const char *phase) {
+    const char *want = getenv("PRAFS_TEST_SNAPSHOT_PAUSE");
+    if (!want || strcmp(want, phase) != 0) return;
+    const char *resume = getenv("PRAFS_TEST_SNAPSHOT_RESUME");
+    pr_log(PR_LOG_WARN, "snapshot: test pause at %s", phase);
+    double end = pr_now() + 3600;
+    while (pr_now() < end) {
+        if (resume && *resume && access(resume, F_OK) == 0) break;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Publishes: the index file of what this snapshot stored, then its manifest. Under a lock that
+ * lapsed, nothing: a prune may have removed packs the snapshot refers to (new ones, or old ones
+ * whose blobs it reused). */
 static int write_index_and_manifest(Writer *w, PrSnapshot *s) {
     PrStore *store = pr_repo_store(w->repo);
     char key[80], hex[65];
     int r;
+    test_pause("publish");
+    if (w->opts->lock && (r = pr_lock_check(w->opts->lock)) < 0) return r;
     if (w->ndone) {
         _cleanup_free_ void *data = NULL;
         size_t len;

@@ -3,6 +3,7 @@
  * threads) -> pack -> upload (uploader threads); trees bottom-up; then the index; the manifest last. */
 #pragma once
 
+#include "backend/lock.h"
 #include "backend/repo.h"
 
 typedef struct PrVolumeSpec {
@@ -24,12 +25,19 @@ typedef struct PrWriterOptions {
     size_t nvolumes;
     unsigned workers;   /* compress + encrypt threads; 0: one per core */
     unsigned uploaders; /* concurrent pack uploads; 0: 2 on a local store, 4 on S3 */
+    /* The lock the snapshot is written under (optional): once it lapsed (pr_lock_check), the
+     * snapshot stops and nothing is published. */
+    PrLock *lock;
     /* Called from the walking thread about four times a second. */
     void (*progress)(const PrWriterProgress *p, void *userdata);
     void *userdata;
 } PrWriterOptions;
 
-/* Writes one snapshot. Returns 0 when everything was stored, 1 when the snapshot was written but some
+/* Test hook: PRAFS_TEST_SNAPSHOT_PAUSE=publish makes the writer stop with everything uploaded, right
+ * before it publishes (saying "snapshot: test pause at publish" on stderr), until the file named by
+ * PRAFS_TEST_SNAPSHOT_RESUME exists.
+ *
+ * Writes one snapshot. Returns 0 when everything was stored, 1 when the snapshot was written but some
  * entries could not be read (each logged with its path), -errno when no snapshot was written.
  * *ret (optional) receives the manifest as written. */
 int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **ret);

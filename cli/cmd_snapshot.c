@@ -9,18 +9,22 @@
 #include "cli/cli.h"
 
 static const char USAGE[] =
-    "Usage: prafs snapshot REPO [--tag T]... [--host H] NAME=PATH...\n"
+    "Usage: prafs snapshot REPO [--tag T]... [--host H] [--lock-wait S] NAME=PATH...\n"
     "\n"
     "Writes one snapshot holding each directory PATH as volume NAME. Files unchanged since the\n"
     "previous snapshot of the same volume and host are not read again.\n"
-    "  --tag T     tag the snapshot (repeatable)\n"
-    "  --host H    host name to record (default: this machine's)\n"
+    "  --tag T         tag the snapshot (repeatable)\n"
+    "  --host H        host name to record (default: this machine's)\n"
+    "  --lock-wait S   wait up to S seconds for a running prune (default: PRAFS_LOCK_WAIT, else 3600)\n"
     "Exit status 3: the snapshot was written, but the files listed on stderr could not be read.\n";
+
+enum { OPT_LOCK_WAIT = 0x100 };
 
 typedef struct Opts {
     const char *tags[64];
     size_t ntags;
     const char *host;
+    double lock_wait;
 } Opts;
 
 static int opt(int c, const char *arg, void *ud) {
@@ -34,6 +38,7 @@ static int opt(int c, const char *arg, void *ud) {
         o->host = arg;
         return 0;
     }
+    if (c == OPT_LOCK_WAIT) return cli_parse_seconds(arg, &o->lock_wait);
     return -EINVAL;
 }
 
@@ -55,9 +60,10 @@ int cmd_snapshot(int argc, char **argv) {
     static const struct option longopts[] = {
         {"tag", required_argument, NULL, 't'},
         {"host", required_argument, NULL, 'H'},
+        {"lock-wait", required_argument, NULL, OPT_LOCK_WAIT},
         {0},
     };
-    Opts o = {0};
+    Opts o = {.lock_wait = cli_lock_wait()};
     char **args;
     int nargs;
     int r = cli_parse(argc, argv, USAGE, "t:H:", longopts, opt, &o, &args, &nargs);
@@ -83,7 +89,11 @@ int cmd_snapshot(int argc, char **argv) {
     _cleanup_(pr_repo_unrefp) PrRepo *repo = NULL;
     if (cli_open_repo(args[0], &repo) < 0) return EXIT_ERROR;
     bool prog = cli_progress_enabled();
+    /* a shared lock: other writers may go on, a prune waits (and we wait for a running one) */
+    _cleanup_(pr_lock_releasep) PrLock *lock = NULL;
+    if (pr_lock_acquire(repo, false, o.lock_wait, &lock) < 0) return EXIT_ERROR;
     PrWriterOptions wo = {
+        .lock = lock,
         .host = o.host,
         .tags = o.tags,
         .ntags = o.ntags,
@@ -92,9 +102,6 @@ int cmd_snapshot(int argc, char **argv) {
         .progress = prog ? show_progress : NULL,
     };
     _cleanup_(pr_snapshot_freep) PrSnapshot *s = NULL;
-    /* a shared lock: other writers may go on, a prune waits (and we wait for a running one) */
-    _cleanup_(pr_lock_releasep) PrLock *lock = NULL;
-    if (pr_lock_acquire(repo, false, cli_lock_wait(), &lock) < 0) return EXIT_ERROR;
     r = pr_writer_snapshot(repo, &wo, &s);
     pr_lock_release(TAKE_PTR(lock));
     if (cli_progress_done(prog, r, "snapshot failed; nothing was published (the repository is unchanged but for "
