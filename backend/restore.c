@@ -455,7 +455,7 @@ static int write_piece(Restorer *r, RFile *f, const void *data, size_t len, uint
     int k = pwrite_all(fd, data, len, off);
     if (k < 0) {
         note_error(r, pr_log_errno(k, "cannot write %s", f->path));
-        fail_file(f, FAIL_DATA);
+        fail_file(f, FAIL_REPORTED); /* the data was fine: not "cannot be read" */
         return k;
     }
     if (atomic_fetch_sub(&f->pending, 1) == 1 && !file_failed(f)) set_meta_fd(r, fd, f->path, &f->node);
@@ -502,6 +502,9 @@ static void do_window(Restorer *r, const Window *w) {
     if (k == 0) k = pr_repo_read_pack_window(r->repo, &r->pieces[w->first].pack, blobs, n, window_blob, &c);
     if (k < 0) {
         note_error(r, k);
+        /* out of space or memory here: the restore stops, the rest is counted as not restored, not
+         * as unreadable */
+        if (is_fatal(r)) return;
         for (size_t i = c.next; i < w->last; i++) fail_file(&r->files[r->pieces[i].file], FAIL_DATA);
     }
 }
@@ -551,7 +554,9 @@ static void remove_incomplete(Restorer *r) {
         for (size_t l = 0; l < f->nlinks; l++) unlink(f->links[l]);
         r->st.files--;
     }
-    if (stopped) pr_log(PR_LOG_ERR, "%zu files not restored: the restore stopped before their data", stopped);
+    if (stopped)
+        pr_log(PR_LOG_ERR, "%zu more files not restored: the restore stopped (%s) before their data", stopped,
+               strerror(r->fatal ? -r->fatal : EIO));
 }
 
 static void finish(Restorer *r) {

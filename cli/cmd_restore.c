@@ -43,6 +43,13 @@ int cmd_restore(int argc, char **argv) {
     fprintf(stderr, "prafs: restored %llu files, %llu dirs, %s in %.1f s (%.0f MB/s)%s\n",
             (unsigned long long)st.files, (unsigned long long)st.dirs, b, secs,
             secs > 0 ? (double)st.bytes / 1e6 / secs : 0.0, r < 0 ? " with errors" : "");
+    if (r == -ENOSPC || r == -EDQUOT) {
+        fprintf(stderr,
+                "prafs: restore of %s stopped: %s under %s; the files restored are complete, the others "
+                "were removed: free some space and run it again\n",
+                args[1], strerror(-r), args[2]);
+        return EXIT_ERROR;
+    }
     if (r < 0) {
         fprintf(stderr, "prafs: restore of %s incomplete: %u error%s (listed above)\n", args[1], st.errors,
                 st.errors == 1 ? "" : "s");

@@ -9,7 +9,10 @@
 #    or times are replaced, a symlink in the way is replaced and not followed, a fifo in the way is
 #    replaced, a hardlink broken apart is a hardlink again;
 #  - a one-chunk file whose data fails to verify is reported and absent afterwards, even where an
-#    old file was in its way, and everything else is exact.
+#    old file was in its way, and everything else is exact;
+#  - a destination that fills up (a 20 MiB tmpfs, 40 MiB to restore): the restore stops, says so
+#    (no space, where, nothing called unreadable), exits 1, leaves only complete files; once there
+#    is room, the same restore completes the tree.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 require_root
@@ -130,4 +133,38 @@ restore_small_files() {
 }
 
 for_each_backend restore_small_files
+
+log "a destination that fills up"
+FULL_MNT=""
+trap '[[ -n $FULL_MNT ]] && umount "$FULL_MNT" 2>/dev/null; _lib_cleanup' EXIT
+BIG="$TMP/big-src"
+mkdir -p "$BIG/sub"
+for i in $(seq 1 40); do write_random "$BIG/f$i" 1000000 "full-$i"; done
+for i in $(seq 1 200); do echo "small $i" >"$BIG/sub/s$i"; done
+export PRAFS_TEST_BACKEND=local
+repo=$(make_repo full)
+prafs_ok snapshot "$repo" v="$BIG"
+FULL_MNT="$TMP/full"
+mkdir -p "$FULL_MNT"
+mount -t tmpfs -o size=20m tmpfs "$FULL_MNT" || skip "cannot mount a tmpfs"
+assert_exit 1 restore "$repo" latest "$FULL_MNT/out"
+assert_contains "$TMP/err" "stopped: No space left on device under $FULL_MNT/out" "the restore says it ran out of space, and where"
+if grep -q "cannot be read" "$TMP/err"; then
+    show_file "$TMP/err"
+    fail "files called unreadable when the destination was full"
+fi
+# what is there is complete and exact
+n=0
+while IFS= read -r -d '' f; do
+    rel=${f#"$FULL_MNT/out/v/"}
+    cmp -s "$f" "$BIG/$rel" || fail "$rel is not complete after the restore ran out of space"
+    n=$((n + 1))
+done < <(find "$FULL_MNT/out/v" -type f -print0)
+log "$n of 240 files restored before the space ran out, each complete"
+assert_lt "$n" 240 "files restored into 20 MiB"
+mount -o remount,size=100m "$FULL_MNT" || fail "cannot grow the tmpfs"
+prafs_ok restore "$repo" latest "$FULL_MNT/out"
+assert_same_tree "$BIG" "$FULL_MNT/out/v"
+umount "$FULL_MNT"
+FULL_MNT=""
 log "pass"
