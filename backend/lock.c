@@ -415,12 +415,9 @@ static void sleep_seconds(double s) {
  * lock, until the file PRAFS_TEST_LOCK_RESUME exists (at most an hour), so that tests can see what
  * others do meanwhile. */
 static void test_pause(bool exclusive) {
-    const char *want = getenv("PRAFS_TEST_LOCK_PAUSE");
-    if (!want || strcmp(want, exclusive ? "exclusive" : "shared") != 0) return;
-    const char *resume = getenv("PRAFS_TEST_LOCK_RESUME");
-    pr_log(PR_LOG_WARN, "lock: test pause after taking a%s lock", exclusive ? "n exclusive" : " shared");
-    double end = pr_now() + 3600;
-    while (pr_now() < end && !(resume && *resume && access(resume, F_OK) == 0)) sleep_seconds(0.05);
+    pr_test_pause("PRAFS_TEST_LOCK_PAUSE", exclusive ? "exclusive" : "shared", "PRAFS_TEST_LOCK_RESUME",
+                  exclusive ? "lock: test pause after taking an exclusive lock"
+                            : "lock: test pause after taking a shared lock");
 }
 
 int pr_lock_acquire(PrRepo *r, bool exclusive, double wait_seconds, PrLock **ret) {

@@ -52,16 +52,9 @@ typedef struct Prune {
 } Prune;
 
 static void test_pause(const char *phase) {
-    const char *want = getenv("PRAFS_TEST_PRUNE_PAUSE");
-    if (!want || strcmp(want, phase) != 0) return;
-    const char *resume = getenv("PRAFS_TEST_PRUNE_RESUME");
-    pr_log(PR_LOG_WARN, "prune: test pause at %s", phase);
-    double end = pr_now() + 3600;
-    while (pr_now() < end) {
-        if (resume && *resume && access(resume, F_OK) == 0) break;
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    char msg[64];
+    snprintf(msg, sizeof msg, "prune: test pause at %s", phase);
+    pr_test_pause("PRAFS_TEST_PRUNE_PAUSE", phase, "PRAFS_TEST_PRUNE_RESUME", msg);
 }
 
 static void progress(Prune *p, const char *phase, uint64_t done, uint64_t total, bool force) {

@@ -1118,19 +1118,6 @@ static const PrSnapshot *find_parent(PrSnapshot **list, size_t n, const char *ho
     return NULL;
 }
 
-static void test_pause(const char *phase) {
-    const char *want = getenv("PRAFS_TEST_SNAPSHOT_PAUSE");
-    if (!want || strcmp(want, phase) != 0) return;
-    const char *resume = getenv("PRAFS_TEST_SNAPSHOT_RESUME");
-    pr_log(PR_LOG_WARN, "snapshot: test pause at %s", phase);
-    double end = pr_now() + 3600;
-    while (pr_now() < end) {
-        if (resume && *resume && access(resume, F_OK) == 0) break;
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-}
-
 /* Publishes: the index file of what this snapshot stored, then its manifest. Under a lock that
  * lapsed, nothing: a prune may have removed packs the snapshot refers to (new ones, or old ones
  * whose blobs it reused). */
@@ -1138,7 +1125,8 @@ static int write_index_and_manifest(Writer *w, PrSnapshot *s) {
     PrStore *store = pr_repo_store(w->repo);
     char key[80], hex[65];
     int r;
-    test_pause("publish");
+    pr_test_pause("PRAFS_TEST_SNAPSHOT_PAUSE", "publish", "PRAFS_TEST_SNAPSHOT_RESUME",
+                  "snapshot: test pause at publish");
     if (w->opts->lock && (r = pr_lock_check(w->opts->lock)) < 0) return r;
     if (w->ndone) {
         _cleanup_free_ void *data = NULL;

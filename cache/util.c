@@ -4,7 +4,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 static atomic_int log_level = -1;
 
@@ -84,4 +86,16 @@ double pr_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void pr_test_pause(const char *pause_var, const char *phase, const char *resume_var, const char *message) {
+    const char *want = getenv(pause_var);
+    if (!want || strcmp(want, phase) != 0) return;
+    const char *resume = getenv(resume_var);
+    pr_log(PR_LOG_WARN, "%s", message);
+    double end = pr_now() + 3600;
+    while (pr_now() < end && !(resume && *resume && access(resume, F_OK) == 0)) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }

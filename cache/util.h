@@ -64,6 +64,11 @@ int pr_unhex(const char *hex, void *out, size_t len);
 /* Monotonic clock in seconds. */
 double pr_now(void);
 
+/* Test hooks: when environment variable pause_var equals phase, logs message (a warning, which the
+ * tests wait for) and holds the calling thread until the file named by resume_var exists (at most
+ * an hour), so that tests can see what others do meanwhile. */
+void pr_test_pause(const char *pause_var, const char *phase, const char *resume_var, const char *message);
+
 /* Little-endian load/store. */
 static inline void pr_put_u16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
 static inline void pr_put_u32(uint8_t *p, uint32_t v) {
