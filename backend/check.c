@@ -87,6 +87,19 @@ typedef struct Snap {
     PrSnapshot *s;
 } Snap;
 
+/* Trees are read a stretch of their pack at a time (they are written together: the trees of
+ * ~100,000 entries fit in one), not one GET each: on S3 a GET per tree made a check of 1,000
+ * directories a thousand round trips. */
+#define TREE_WINDOW_MAX (16u << 20)
+#define TREE_WINDOWS 4
+
+typedef struct TreeWindow {
+    PrId pack;
+    uint64_t start;
+    size_t len;
+    uint8_t *data; /* NULL: unused */
+} TreeWindow;
+
 typedef struct Check {
     PrRepo *repo;
     PrStore *store;
@@ -107,6 +120,8 @@ typedef struct Check {
     IdMap clean;    /* trees known to hold no bad blob (affected-path pass) */
     size_t path_lines, path_lines_dropped;
     double last_progress;
+    TreeWindow windows[TREE_WINDOWS]; /* stretches of tree packs read, for the trees after */
+    unsigned next_window;
 } Check;
 
 static void report(Check *c, bool error, const char *fmt, ...) _printf_(3, 4);
@@ -311,6 +326,43 @@ static int check_packs(Check *c) {
 
 /* ---- trees ---- */
 
+/* The stored bytes of blob b of pack p from a window of that pack (read now if none holds it):
+ * borrowed, valid until the next call. NULL when the window cannot be read: the caller reads the
+ * blob alone, and reports what that finds. */
+static const uint8_t *tree_window(Check *c, const Pack *p, const PrBlobRef *b) {
+    for (unsigned i = 0; i < TREE_WINDOWS; i++) {
+        const TreeWindow *w = &c->windows[i];
+        if (w->data && memcmp(w->pack.b, p->id.b, PR_ID_LEN) == 0 && b->offset >= w->start &&
+            (uint64_t)b->offset + b->length <= w->start + w->len)
+            return w->data + (b->offset - w->start);
+    }
+    /* the whole pack as far as its blobs go (the index says where the last one ends), or as much of
+     * it around this blob (the walk goes from parents, written last, to children, written before) */
+    uint64_t bend = (uint64_t)b->offset + b->length, start = 0, end = p->need;
+    if (b->length > TREE_WINDOW_MAX || bend > p->need) return NULL;
+    if (end > TREE_WINDOW_MAX) {
+        start = b->offset > TREE_WINDOW_MAX / 2 ? b->offset - TREE_WINDOW_MAX / 2 : 0;
+        end = MIN(p->need, start + TREE_WINDOW_MAX);
+        if (end < bend) {
+            end = bend;
+            start = bend - TREE_WINDOW_MAX;
+        }
+    }
+    char key[PR_PACK_KEY_MAX];
+    pr_pack_key(&p->id, key);
+    void *data = NULL;
+    size_t len = 0;
+    if (pr_store_get(c->store, key, start, (size_t)(end - start), &data, &len) < 0 ||
+        len < (uint64_t)b->offset + b->length - start) {
+        free(data);
+        return NULL;
+    }
+    TreeWindow *w = &c->windows[c->next_window++ % TREE_WINDOWS];
+    free(w->data);
+    *w = (TreeWindow){.pack = p->id, .start = start, .len = len, .data = data};
+    return w->data + (b->offset - start);
+}
+
 /* Reads a tree through this check's own view of the index. On failure *ret_why says why. */
 static int read_tree(Check *c, const PrId *id, PrTree **ret, char *why, size_t whysize) {
     const Entry *e = find_entry(c, id);
@@ -327,8 +379,10 @@ static int read_tree(Check *c, const PrId *id, PrTree **ret, char *why, size_t w
         return -ENOENT;
     }
     _cleanup_free_ void *stored = NULL, *plain = NULL;
-    size_t len;
-    int k = pr_store_get(c->store, key, b->offset, b->length, &stored, &len);
+    size_t len = b->length;
+    int k = 0;
+    const uint8_t *in_window = tree_window(c, p, b);
+    if (!in_window) k = pr_store_get(c->store, key, b->offset, b->length, &stored, &len);
     if (k == -ENOENT) {
         snprintf(why, whysize, "tree is in %s, which is missing", key);
         return k;
@@ -338,7 +392,7 @@ static int read_tree(Check *c, const PrId *id, PrTree **ret, char *why, size_t w
         snprintf(why, whysize, "tree at offset %u of %s is cut short", b->offset, key);
         return -EBADMSG;
     }
-    k = pr_blob_decode(pr_repo_keys(c->repo), id, stored, len, b->raw_length, &plain);
+    k = pr_blob_decode(pr_repo_keys(c->repo), id, in_window ? in_window : stored, len, b->raw_length, &plain);
     if (k == -ENOMEM) return k;
     if (k < 0) {
         snprintf(why, whysize, "tree at offset %u of %s is damaged (does not authenticate)", b->offset, key);
@@ -646,6 +700,7 @@ int pr_check(PrRepo *r, const PrCheckOptions *opts, PrCheckStats *ret_stats) {
     free(c.visited.slots);
     free(c.seen.slots);
     free(c.clean.slots);
+    for (unsigned i = 0; i < TREE_WINDOWS; i++) free(c.windows[i].data);
     if (k < 0) return k;
     return c.st.errors ? -EBADMSG : 0;
 }
