@@ -73,11 +73,13 @@ typedef struct Restorer {
     size_t nfiles, fcap;
     RDir *dirs;
     size_t ndirs, dcap;
-    struct {
+    /* hardlink groups of the volume being walked: open addressing on the group (0: empty slot),
+     * at most half full */
+    struct Group {
         uint64_t group;
         uint32_t file;
     } *groups;
-    size_t ngroups, gcap;
+    size_t ngroups, gslots;
     Piece *pieces;
     size_t npieces, pcap;
     Window *windows;
@@ -210,12 +212,49 @@ static void progress(Restorer *r, const char *path) {
     r->opts->progress(&st, path, r->opts->userdata);
 }
 
+static struct Group *group_slot(struct Group *slots, size_t nslots, uint64_t group) {
+    size_t i = (size_t)((group * 0x9E3779B97F4A7C15ull) >> 17) & (nslots - 1);
+    while (slots[i].group && slots[i].group != group) i = (i + 1) & (nslots - 1);
+    return &slots[i];
+}
+
+/* The file restored for hardlink group `group` of this volume, or NULL. */
+static RFile *group_file(Restorer *r, uint64_t group) {
+    if (!r->gslots) return NULL;
+    struct Group *g = group_slot(r->groups, r->gslots, group);
+    return g->group ? &r->files[g->file] : NULL;
+}
+
+static int group_add(Restorer *r, uint64_t group, uint32_t file) {
+    if (2 * (r->ngroups + 1) > r->gslots) {
+        size_t n = r->gslots ? r->gslots * 2 : 256;
+        struct Group *v = calloc(n, sizeof *v);
+        if (!v) return -ENOMEM;
+        for (size_t i = 0; i < r->gslots; i++)
+            if (r->groups[i].group) *group_slot(v, n, r->groups[i].group) = r->groups[i];
+        free(r->groups);
+        r->groups = v;
+        r->gslots = n;
+    }
+    struct Group *g = group_slot(r->groups, r->gslots, group);
+    if (!g->group) { /* the first file of the group stays the one the others link to */
+        r->ngroups++;
+        *g = (struct Group){group, file};
+    }
+    return 0;
+}
+
+/* Hardlink groups are one file inside one volume only. */
+static void groups_reset(Restorer *r) {
+    if (r->gslots) memset(r->groups, 0, sizeof *r->groups * r->gslots);
+    r->ngroups = 0;
+}
+
 /* Links path to the file already restored for n's hardlink group: 1 when done, 0 when there is
  * none yet or the link failed (the caller then restores a copy), <0 when out of memory. */
 static int link_to_group(Restorer *r, const char *path, const PrNode *n) {
-    for (size_t i = 0; i < r->ngroups; i++) {
-        if (r->groups[i].group != n->link_group) continue;
-        RFile *f = &r->files[r->groups[i].file];
+    RFile *f = group_file(r, n->link_group);
+    if (f) {
         int k = link(f->path, path) < 0 ? -errno : 0;
         if (k == -EEXIST && (k = remove_existing(path)) == 0) k = link(f->path, path) < 0 ? -errno : 0;
         if (k < 0) {
@@ -296,11 +335,7 @@ static int plan_file(Restorer *r, const char *path, const PrNode *n) {
     r->st.files++;
     /* nothing will be written to a file without data: it is complete already */
     if (fd >= 0 && atomic_load(&f->pending) == 0 && !file_failed(f)) set_meta_fd(r, fd, path, n);
-    if (n->link_group) {
-        if ((k = GROW(r->groups, r->ngroups, r->gcap)) < 0) return k;
-        r->groups[r->ngroups].group = n->link_group;
-        r->groups[r->ngroups++].file = idx;
-    }
+    if (n->link_group && (k = group_add(r, n->link_group, idx)) < 0) return k;
     return 0;
 }
 
@@ -623,6 +658,7 @@ int pr_restore(PrRepo *repo, const PrSnapshot *s, const char *path, const char *
         k = pr_repo_read_tree(repo, &node.subtree, &t);
         for (uint32_t i = 0; k >= 0 && i < t->n; i++) {
             _cleanup_free_ char *p = NULL;
+            groups_reset(&r);
             if (asprintf(&p, "%s/%s", dest, t->nodes[i].name) < 0) k = -ENOMEM;
             else k = walk(&r, p, &t->nodes[i]);
         }
