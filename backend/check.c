@@ -2,6 +2,7 @@
 #include "backend/check.h"
 #include "backend/index_files.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -499,12 +500,10 @@ static int cmp_ref_offset(const void *a, const void *b) {
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-static int read_pack(Check *c, Pack *p) {
+/* Verifies pack p from what its GET gave: k (0 or -errno), data and len (owned by the caller). */
+static int read_pack(Check *c, Pack *p, int k, const uint8_t *data, size_t len) {
     char key[PR_PACK_KEY_MAX], hex[65];
     pr_pack_key(&p->id, key);
-    _cleanup_free_ uint8_t *data = NULL;
-    size_t len;
-    int k = pr_store_get(c->store, key, 0, 0, (void **)&data, &len);
     if (k == -ENOENT) {
         report(c, true, "%s: pack is missing (named by %s)", key, c->index.files.v[p->index_file]);
         c->st.errors++;
@@ -514,8 +513,6 @@ static int read_pack(Check *c, Pack *p) {
         return 0;
     }
     if (k < 0) return pr_log_errno(k, "cannot read %s", key);
-    c->st.bytes_read += len;
-    c->st.packs_read++;
     uint8_t h[32];
     pr_sha256(data, len, h);
     if (memcmp(h, p->id.b, PR_ID_LEN) != 0) {
@@ -580,6 +577,101 @@ static int read_pack(Check *c, Pack *p) {
     return 0;
 }
 
+/* The packs are fetched by READ_THREADS threads, at most READ_AHEAD of them ahead of the one being
+ * verified, and verified in order on the caller's thread (which alone touches the check's state):
+ * on S3 one GET at a time left the check waiting on round trips and the server's own pace. */
+#define READ_THREADS 4
+#define READ_AHEAD 6
+
+typedef struct Fetched {
+    uint8_t *data;
+    size_t len;
+    int err;
+    bool done;
+} Fetched;
+
+typedef struct Reader {
+    Check *c;
+    const size_t *order;
+    size_t want;
+    Fetched *slots;
+    size_t next, verified; /* under lock */
+    bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+} Reader;
+
+static void *read_main(void *arg) {
+    Reader *rd = arg;
+    pthread_mutex_lock(&rd->lock);
+    for (;;) {
+        while (!rd->stop && rd->next < rd->want && rd->next >= rd->verified + READ_AHEAD)
+            pthread_cond_wait(&rd->cond, &rd->lock);
+        if (rd->stop || rd->next >= rd->want) break;
+        size_t i = rd->next++;
+        pthread_mutex_unlock(&rd->lock);
+        char key[PR_PACK_KEY_MAX];
+        pr_pack_key(&rd->c->packs[rd->order[i]].id, key);
+        Fetched f = {0};
+        f.err = pr_store_get(rd->c->store, key, 0, 0, (void **)&f.data, &f.len);
+        f.done = true;
+        pthread_mutex_lock(&rd->lock);
+        rd->slots[i] = f;
+        pthread_cond_broadcast(&rd->cond);
+    }
+    pthread_mutex_unlock(&rd->lock);
+    return NULL;
+}
+
+static int read_packs(Check *c, const size_t *order, size_t want) {
+    Reader rd = {.c = c, .order = order, .want = want, .slots = calloc(want ? want : 1, sizeof(Fetched))};
+    if (!rd.slots) return -ENOMEM;
+    pthread_mutex_init(&rd.lock, NULL);
+    pthread_cond_init(&rd.cond, NULL);
+    pthread_t th[READ_THREADS];
+    unsigned started = 0;
+    for (; started < READ_THREADS && started < want; started++)
+        if (pthread_create(&th[started], NULL, read_main, &rd) != 0) break;
+    int k = 0;
+    for (size_t i = 0; i < want && k >= 0; i++) {
+        progress(c, "read", i, want, false);
+        Fetched f;
+        pthread_mutex_lock(&rd.lock);
+        if (!started && rd.next == i) { /* no thread: fetch it here */
+            rd.next++;
+            pthread_mutex_unlock(&rd.lock);
+            char key[PR_PACK_KEY_MAX];
+            pr_pack_key(&c->packs[order[i]].id, key);
+            f = (Fetched){.done = true};
+            f.err = pr_store_get(c->store, key, 0, 0, (void **)&f.data, &f.len);
+        } else {
+            while (!rd.slots[i].done) pthread_cond_wait(&rd.cond, &rd.lock);
+            f = rd.slots[i];
+            rd.slots[i].data = NULL;
+            rd.verified = i + 1;
+            pthread_cond_broadcast(&rd.cond);
+            pthread_mutex_unlock(&rd.lock);
+        }
+        if (f.err >= 0) {
+            c->st.bytes_read += f.len;
+            c->st.packs_read++;
+        }
+        k = read_pack(c, &c->packs[order[i]], f.err, f.data, f.len);
+        free(f.data);
+    }
+    pthread_mutex_lock(&rd.lock);
+    rd.stop = true;
+    pthread_cond_broadcast(&rd.cond);
+    pthread_mutex_unlock(&rd.lock);
+    for (unsigned t = 0; t < started; t++) pthread_join(th[t], NULL);
+    for (size_t i = 0; i < want; i++) free(rd.slots[i].data);
+    free(rd.slots);
+    pthread_mutex_destroy(&rd.lock);
+    pthread_cond_destroy(&rd.cond);
+    if (k >= 0) progress(c, "read", want, want, true);
+    return k;
+}
+
 static int read_data(Check *c) {
     size_t n = 0;
     _cleanup_free_ size_t *order = malloc(sizeof *order * (c->npacks ? c->npacks : 1));
@@ -603,13 +695,7 @@ static int read_data(Check *c) {
             order[j] = t;
         }
     }
-    for (size_t i = 0; i < want; i++) {
-        progress(c, "read", i, want, false);
-        int k = read_pack(c, &c->packs[order[i]]);
-        if (k < 0) return k;
-    }
-    progress(c, "read", want, want, true);
-    return 0;
+    return read_packs(c, order, want);
 }
 
 /* ---- who is affected ---- */
