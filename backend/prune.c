@@ -2,6 +2,7 @@
 #include "backend/prune.h"
 #include "backend/index_files.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -429,6 +430,90 @@ static int repack_one(Prune *p, Pack *k, Out out[2]) {
     return 0;
 }
 
+/* ---- deleting packs ---- */
+
+/* Deleting is one request per pack: on S3 they go DELETE_THREADS at a time (a prune of thousands of
+ * packs was as many round trips one after the other). The first goes alone (test pause "delete"). */
+#define DELETE_THREADS 8
+
+typedef struct Deleter {
+    Prune *p;
+    PrId *ids;
+    size_t n;
+    size_t next, done; /* under lock */
+    int err;
+    pthread_mutex_t lock;
+} Deleter;
+
+static int delete_one(PrStore *store, const PrId *id) {
+    char key[PR_PACK_KEY_MAX];
+    pr_pack_key(id, key);
+    int k = pr_store_del(store, key);
+    if (k < 0) return pr_log_errno(k, "cannot delete %s", key);
+    pr_debug("prune: deleted %s", key);
+    return 0;
+}
+
+static void *delete_main(void *arg) {
+    Deleter *d = arg;
+    PrStore *store = pr_repo_store(d->p->repo);
+    pthread_mutex_lock(&d->lock);
+    while (!d->err && d->next < d->n) {
+        size_t i = d->next++;
+        pthread_mutex_unlock(&d->lock);
+        int k = delete_one(store, &d->ids[i]);
+        pthread_mutex_lock(&d->lock);
+        if (k < 0 && !d->err) d->err = k;
+        if (k >= 0) d->done++;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+/* Deletes the packs repacked or unused, and those no index named. */
+static int delete_packs(Prune *p) {
+    size_t total = p->st.packs_repacked + p->st.packs_deleted + p->nunref, n = 0;
+    _cleanup_free_ PrId *ids = malloc(sizeof *ids * (total ? total : 1));
+    if (!ids) return -ENOMEM;
+    for (size_t i = 0; i < p->npacks + p->nunref && n < total; i++) {
+        if (i < p->npacks) {
+            if (p->packs[i].action != ACT_REPACK && p->packs[i].action != ACT_DELETE) continue;
+            ids[n++] = p->packs[i].id;
+        } else
+            ids[n++] = p->unreferenced[i - p->npacks];
+    }
+    if (!n) {
+        progress(p, "delete", 0, 0, true);
+        return 0;
+    }
+    int k = delete_one(pr_repo_store(p->repo), &ids[0]);
+    if (k < 0) return k;
+    progress(p, "delete", 1, n, false);
+    test_pause("delete");
+    Deleter d = {.p = p, .ids = ids, .n = n, .next = 1, .done = 1};
+    pthread_mutex_init(&d.lock, NULL);
+    unsigned want = strcmp(pr_repo_store(p->repo)->ops->kind, "local") == 0 ? 1 : DELETE_THREADS;
+    pthread_t th[DELETE_THREADS];
+    unsigned started = 0;
+    for (; started < want && started + 1 < n; started++)
+        if (pthread_create(&th[started], NULL, delete_main, &d) != 0) break;
+    if (!started) delete_main(&d);
+    while (started) { /* the caller's thread reports while the others delete */
+        pthread_mutex_lock(&d.lock);
+        bool end = d.err || d.done >= n;
+        size_t done = d.done;
+        pthread_mutex_unlock(&d.lock);
+        progress(p, "delete", done, n, false);
+        if (end) break;
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    for (unsigned t = 0; t < started; t++) pthread_join(th[t], NULL);
+    progress(p, "delete", d.done, n, true);
+    pthread_mutex_destroy(&d.lock);
+    return d.err;
+}
+
 /* ---- the new index ---- */
 
 static int put_index_file(Prune *p, const PrIndexPack *packs, uint32_t n, PrKeyList *written) {
@@ -556,28 +641,7 @@ int pr_prune(PrRepo *r, const PrPruneOptions *opts, PrPruneStats *ret_stats) {
 
     /* only now the packs: the surviving index names none of them */
     if ((k = pr_lock_check(opts->lock)) < 0) goto out;
-    total = p.st.packs_repacked + p.st.packs_deleted + p.nunref;
-    done = 0;
-    for (size_t i = 0; i < p.npacks + p.nunref; i++) {
-        const PrId *id;
-        if (i < p.npacks) {
-            if (p.packs[i].action != ACT_REPACK && p.packs[i].action != ACT_DELETE) continue;
-            id = &p.packs[i].id;
-        } else
-            id = &p.unreferenced[i - p.npacks];
-        char key[PR_PACK_KEY_MAX];
-        pr_pack_key(id, key);
-        k = pr_store_del(store, key);
-        if (k < 0) {
-            k = pr_log_errno(k, "cannot delete %s", key);
-            goto out;
-        }
-        pr_debug("prune: deleted %s", key);
-        done++;
-        progress(&p, "delete", done, total, false);
-        if (done == 1) test_pause("delete");
-    }
-    progress(&p, "delete", done, total, true);
+    if ((k = delete_packs(&p)) < 0) goto out;
 
     uint64_t after = p.written_bytes;
     for (size_t i = 0; i < p.npacks; i++)
