@@ -500,10 +500,100 @@ static int cmp_ref_offset(const void *a, const void *b) {
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-/* Verifies pack p from what its GET gave: k (0 or -errno), data and len (owned by the caller). */
-static int read_pack(Check *c, Pack *p, int k, const uint8_t *data, size_t len) {
+/* What reading one pack found, worked out by a fetch thread (nothing shared is touched there) and
+ * reported in pack order by the caller's thread. */
+typedef struct Examined {
+    int err;        /* the GET's (0, -ENOENT: missing, other: cannot read), or -ENOMEM */
+    size_t len;
+    bool hash_bad;  /* content does not match the pack's name */
+    int trailer;    /* 0 agrees with the index, 1 does not decode, 2 disagrees */
+    uint32_t tn;    /* blobs the trailer lists */
+    uint32_t *bad;  /* blobs that are cut short or damaged: index in the pack's blobs */
+    uint8_t *why;   /* per bad blob: 0 past the end, 1 does not authenticate or decompress, 2 wrong hash */
+    uint32_t nbad;
+} Examined;
+
+static void examined_clear(Examined *x) {
+    free(x->bad);
+    free(x->why);
+    *x = (Examined){0};
+}
+
+static int note_bad_blob(Examined *x, uint32_t j, uint8_t why, uint32_t cap) {
+    if (!x->bad) {
+        x->bad = malloc(sizeof *x->bad * cap);
+        x->why = malloc(cap);
+        if (!x->bad || !x->why) return -ENOMEM;
+    }
+    x->bad[x->nbad] = j;
+    x->why[x->nbad++] = why;
+    return 0;
+}
+
+/* Checks pack p's bytes: its name, its trailer against the index, every blob where the index places
+ * it (decrypted, decompressed, hashed). */
+static void examine_pack(Check *c, const Pack *p, const uint8_t *data, size_t len, Examined *x) {
+    x->len = len;
+    uint8_t h[32];
+    pr_sha256(data, len, h);
+    x->hash_bad = memcmp(h, p->id.b, PR_ID_LEN) != 0;
+    _cleanup_free_ PrBlobRef *trailer = NULL;
+    int k = pr_pack_trailer_decode(pr_repo_keys(c->repo), data, len, len, &trailer, &x->tn, NULL);
+    if (k == -ENOMEM) {
+        x->err = k;
+        return;
+    }
+    if (k < 0) {
+        x->trailer = 1;
+    } else {
+        _cleanup_free_ PrBlobRef *idx = malloc(sizeof *idx * (p->n ? p->n : 1));
+        if (!idx) {
+            x->err = -ENOMEM;
+            return;
+        }
+        memcpy(idx, p->blobs, sizeof *idx * p->n);
+        qsort(idx, p->n, sizeof *idx, cmp_ref_offset);
+        qsort(trailer, x->tn, sizeof *trailer, cmp_ref_offset);
+        bool same = x->tn == p->n;
+        for (uint32_t j = 0; same && j < x->tn; j++)
+            same = memcmp(idx[j].id.b, trailer[j].id.b, PR_ID_LEN) == 0 && idx[j].type == trailer[j].type &&
+                   idx[j].offset == trailer[j].offset && idx[j].length == trailer[j].length &&
+                   idx[j].raw_length == trailer[j].raw_length;
+        if (!same) x->trailer = 2;
+    }
+    for (uint32_t j = 0; j < p->n; j++) {
+        const PrBlobRef *b = &p->blobs[j];
+        uint8_t why;
+        if ((uint64_t)b->offset + b->length > len) {
+            why = 0;
+        } else {
+            _cleanup_free_ void *plain = NULL;
+            k = pr_blob_decode(pr_repo_keys(c->repo), &b->id, data + b->offset, b->length, b->raw_length, &plain);
+            if (k == -ENOMEM) {
+                x->err = k;
+                return;
+            }
+            if (k == 0) {
+                PrId id;
+                pr_blob_id(pr_repo_keys(c->repo), plain, b->raw_length, &id);
+                if (memcmp(id.b, b->id.b, PR_ID_LEN) == 0) continue;
+                why = 2;
+            } else {
+                why = 1;
+            }
+        }
+        if (note_bad_blob(x, j, why, p->n) < 0) {
+            x->err = -ENOMEM;
+            return;
+        }
+    }
+}
+
+/* Reports what reading pack p found. */
+static int report_pack(Check *c, Pack *p, const Examined *x) {
     char key[PR_PACK_KEY_MAX], hex[65];
     pr_pack_key(&p->id, key);
+    int k = x->err;
     if (k == -ENOENT) {
         report(c, true, "%s: pack is missing (named by %s)", key, c->index.files.v[p->index_file]);
         c->st.errors++;
@@ -512,81 +602,50 @@ static int read_pack(Check *c, Pack *p, int k, const uint8_t *data, size_t len) 
             if ((k = add_bad(c, &p->blobs[j].id, "its data is in %s, which is missing", key)) < 0) return k;
         return 0;
     }
+    if (k == -ENOMEM) return k;
     if (k < 0) return pr_log_errno(k, "cannot read %s", key);
-    uint8_t h[32];
-    pr_sha256(data, len, h);
-    if (memcmp(h, p->id.b, PR_ID_LEN) != 0) {
+    c->st.bytes_read += x->len;
+    c->st.packs_read++;
+    if (x->hash_bad) {
         report(c, true, "%s: pack content does not match its name (damaged)", key);
         c->st.errors++;
     }
-    /* the trailer must agree with the index */
-    _cleanup_free_ PrBlobRef *trailer = NULL;
-    uint32_t tn = 0;
-    k = pr_pack_trailer_decode(pr_repo_keys(c->repo), data, len, len, &trailer, &tn, NULL);
-    if (k == -ENOMEM) return k;
-    if (k < 0) {
+    if (x->trailer == 1) {
         report(c, true, "%s: pack trailer does not decode (damaged)", key);
         c->st.errors++;
-    } else {
-        _cleanup_free_ PrBlobRef *idx = malloc(sizeof *idx * (p->n ? p->n : 1));
-        if (!idx) return -ENOMEM;
-        memcpy(idx, p->blobs, sizeof *idx * p->n);
-        qsort(idx, p->n, sizeof *idx, cmp_ref_offset);
-        qsort(trailer, tn, sizeof *trailer, cmp_ref_offset);
-        bool same = tn == p->n;
-        for (uint32_t j = 0; same && j < tn; j++)
-            same = memcmp(idx[j].id.b, trailer[j].id.b, PR_ID_LEN) == 0 && idx[j].type == trailer[j].type &&
-                   idx[j].offset == trailer[j].offset && idx[j].length == trailer[j].length &&
-                   idx[j].raw_length == trailer[j].raw_length;
-        if (!same) {
-            report(c, true, "%s: pack trailer (%u blobs) and %s (%u blobs) disagree", key, tn,
-                   c->index.files.v[p->index_file], p->n);
-            c->st.errors++;
-        }
+    } else if (x->trailer == 2) {
+        report(c, true, "%s: pack trailer (%u blobs) and %s (%u blobs) disagree", key, x->tn,
+               c->index.files.v[p->index_file], p->n);
+        c->st.errors++;
     }
-    /* every blob, as the index places it */
-    for (uint32_t j = 0; j < p->n; j++) {
-        const PrBlobRef *b = &p->blobs[j];
+    for (uint32_t i = 0; i < x->nbad; i++) {
+        const PrBlobRef *b = &p->blobs[x->bad[i]];
         pr_hex(b->id.b, PR_ID_LEN, hex);
         const char *what = b->type == PR_BLOB_TREE ? "tree" : "data";
-        if ((uint64_t)b->offset + b->length > len) {
+        c->st.errors++;
+        if (x->why[i] == 0) {
             report(c, true, "%s: %s blob %s at offset %u (%u bytes) lies past the end of the pack", key, what, hex,
                    b->offset, b->length);
-            c->st.errors++;
-            if ((k = add_bad(c, &b->id, "%s blob %.16s at offset %u of %s is cut short", what, hex, b->offset, key)) < 0)
-                return k;
-            continue;
-        }
-        _cleanup_free_ void *plain = NULL;
-        k = pr_blob_decode(pr_repo_keys(c->repo), &b->id, data + b->offset, b->length, b->raw_length, &plain);
-        if (k == -ENOMEM) return k;
-        bool ok = k == 0;
-        if (ok) {
-            PrId id;
-            pr_blob_id(pr_repo_keys(c->repo), plain, b->raw_length, &id);
-            ok = memcmp(id.b, b->id.b, PR_ID_LEN) == 0;
-        }
-        if (!ok) {
+            k = add_bad(c, &b->id, "%s blob %.16s at offset %u of %s is cut short", what, hex, b->offset, key);
+        } else {
             report(c, true, "%s: %s blob %s at offset %u (%u bytes) is damaged: it does not %s", key, what, hex,
-                   b->offset, b->length, k == 0 ? "hash to its id" : "authenticate or decompress");
-            c->st.errors++;
-            if ((k = add_bad(c, &b->id, "%s blob %.16s at offset %u of %s is damaged", what, hex, b->offset, key)) < 0)
-                return k;
+                   b->offset, b->length, x->why[i] == 2 ? "hash to its id" : "authenticate or decompress");
+            k = add_bad(c, &b->id, "%s blob %.16s at offset %u of %s is damaged", what, hex, b->offset, key);
         }
+        if (k < 0) return k;
     }
     return 0;
 }
 
-/* The packs are fetched by READ_THREADS threads, at most READ_AHEAD of them ahead of the one being
- * verified, and verified in order on the caller's thread (which alone touches the check's state):
- * on S3 one GET at a time left the check waiting on round trips and the server's own pace. */
+/* The packs are fetched and examined by READ_THREADS threads, at most READ_AHEAD of them ahead of
+ * the one being reported, and reported in order on the caller's thread (which alone touches the
+ * check's state): one pack at a time, a check waited on round trips and the server's pace, then
+ * verified on one core. */
 #define READ_THREADS 4
 #define READ_AHEAD 6
 
 typedef struct Fetched {
-    uint8_t *data;
-    size_t len;
-    int err;
+    Examined x;
     bool done;
 } Fetched;
 
@@ -601,6 +660,16 @@ typedef struct Reader {
     pthread_cond_t cond;
 } Reader;
 
+static void fetch_and_examine(Check *c, const Pack *p, Examined *x) {
+    char key[PR_PACK_KEY_MAX];
+    pr_pack_key(&p->id, key);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    x->err = pr_store_get(c->store, key, 0, 0, (void **)&data, &len);
+    if (x->err >= 0) examine_pack(c, p, data, len, x);
+    free(data);
+}
+
 static void *read_main(void *arg) {
     Reader *rd = arg;
     pthread_mutex_lock(&rd->lock);
@@ -610,11 +679,8 @@ static void *read_main(void *arg) {
         if (rd->stop || rd->next >= rd->want) break;
         size_t i = rd->next++;
         pthread_mutex_unlock(&rd->lock);
-        char key[PR_PACK_KEY_MAX];
-        pr_pack_key(&rd->c->packs[rd->order[i]].id, key);
-        Fetched f = {0};
-        f.err = pr_store_get(rd->c->store, key, 0, 0, (void **)&f.data, &f.len);
-        f.done = true;
+        Fetched f = {.done = true};
+        fetch_and_examine(rd->c, &rd->c->packs[rd->order[i]], &f.x);
         pthread_mutex_lock(&rd->lock);
         rd->slots[i] = f;
         pthread_cond_broadcast(&rd->cond);
@@ -635,36 +701,29 @@ static int read_packs(Check *c, const size_t *order, size_t want) {
     int k = 0;
     for (size_t i = 0; i < want && k >= 0; i++) {
         progress(c, "read", i, want, false);
-        Fetched f;
+        Fetched f = {.done = true};
         pthread_mutex_lock(&rd.lock);
         if (!started && rd.next == i) { /* no thread: fetch it here */
             rd.next++;
             pthread_mutex_unlock(&rd.lock);
-            char key[PR_PACK_KEY_MAX];
-            pr_pack_key(&c->packs[order[i]].id, key);
-            f = (Fetched){.done = true};
-            f.err = pr_store_get(c->store, key, 0, 0, (void **)&f.data, &f.len);
+            fetch_and_examine(c, &c->packs[order[i]], &f.x);
         } else {
             while (!rd.slots[i].done) pthread_cond_wait(&rd.cond, &rd.lock);
             f = rd.slots[i];
-            rd.slots[i].data = NULL;
+            rd.slots[i] = (Fetched){0};
             rd.verified = i + 1;
             pthread_cond_broadcast(&rd.cond);
             pthread_mutex_unlock(&rd.lock);
         }
-        if (f.err >= 0) {
-            c->st.bytes_read += f.len;
-            c->st.packs_read++;
-        }
-        k = read_pack(c, &c->packs[order[i]], f.err, f.data, f.len);
-        free(f.data);
+        k = report_pack(c, &c->packs[order[i]], &f.x);
+        examined_clear(&f.x);
     }
     pthread_mutex_lock(&rd.lock);
     rd.stop = true;
     pthread_cond_broadcast(&rd.cond);
     pthread_mutex_unlock(&rd.lock);
     for (unsigned t = 0; t < started; t++) pthread_join(th[t], NULL);
-    for (size_t i = 0; i < want; i++) free(rd.slots[i].data);
+    for (size_t i = 0; i < want; i++) examined_clear(&rd.slots[i].x);
     free(rd.slots);
     pthread_mutex_destroy(&rd.lock);
     pthread_cond_destroy(&rd.cond);
