@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Repository locks (docs/format.md, "Locks"): objects locks/<random hex>.
  *
- * Writers (snapshot, forget without --prune, check) take shared locks; prune takes an exclusive
+ * Writers (snapshot, forget without --prune) and readers (restore, check) take shared locks; prune takes an exclusive
  * one. Taking a lock = writing one's own lock object, then listing the others: a shared lock
  * yields to any live exclusive lock, an exclusive lock to any live lock at all; yielding means
  * deleting one's own object, waiting and trying again, until a deadline.

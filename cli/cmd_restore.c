@@ -1,14 +1,36 @@
 /* SPDX-License-Identifier: MIT */
+#include <getopt.h>
 #include <string.h>
 
+#include "backend/lock.h"
 #include "backend/restore.h"
 #include "cache/util.h"
 #include "cli/cli.h"
 
 static const char USAGE[] =
-    "Usage: prafs restore REPO SNAPSHOT[:PATH] DEST\n\n"
+    "Usage: prafs restore REPO SNAPSHOT[:PATH] DEST [--no-lock] [--lock-wait S]\n\n"
     "Restores every volume of SNAPSHOT as DEST/<volume>, or the entry PATH (volume/sub/path) as\n"
-    "DEST/<its name>, with owners, modes, times, xattrs, ACLs, hardlinks and holes.\n";
+    "DEST/<its name>, with owners, modes, times, xattrs, ACLs, hardlinks and holes.\n"
+    "  --no-lock       take no lock (read-only credentials); a prune running meanwhile may then\n"
+    "                  remove data the restore still needs (those files fail, named)\n"
+    "  --lock-wait S   wait up to S seconds for a running prune (default: PRAFS_LOCK_WAIT, else 3600)\n";
+
+enum { OPT_NO_LOCK = 0x100, OPT_LOCK_WAIT };
+
+typedef struct Opts {
+    bool no_lock;
+    double lock_wait;
+} Opts;
+
+static int opt(int c, const char *arg, void *ud) {
+    Opts *o = ud;
+    if (c == OPT_NO_LOCK) {
+        o->no_lock = true;
+        return 0;
+    }
+    if (c == OPT_LOCK_WAIT) return cli_parse_seconds(arg, &o->lock_wait);
+    return -EINVAL;
+}
 
 static void show_progress(const PrRestoreStats *st, const char *path, void *ud) {
     (void)ud;
@@ -21,21 +43,34 @@ static void show_progress(const PrRestoreStats *st, const char *path, void *ud) 
 }
 
 int cmd_restore(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"no-lock", no_argument, NULL, OPT_NO_LOCK},
+        {"lock-wait", required_argument, NULL, OPT_LOCK_WAIT},
+        {0},
+    };
+    Opts o = {.lock_wait = cli_lock_wait()};
     char **args;
     int nargs;
-    int r = cli_parse(argc, argv, USAGE, NULL, NULL, NULL, NULL, &args, &nargs);
+    int r = cli_parse(argc, argv, USAGE, NULL, longopts, opt, &o, &args, &nargs);
     if (r) return r;
     if (nargs != 3) return cli_usage(USAGE);
     _cleanup_(pr_repo_unrefp) PrRepo *repo = NULL;
     if (cli_open_repo(args[0], &repo) < 0) return EXIT_ERROR;
+    /* a shared lock: a prune waits until the restore is done (and the restore for a running prune) */
+    _cleanup_(pr_lock_releasep) PrLock *lock = NULL;
+    if (!o.no_lock && (r = pr_lock_acquire(repo, false, o.lock_wait, &lock)) < 0) {
+        if (r != -EBUSY) /* (busy: the holder was named) */
+            fprintf(stderr, "prafs: restore: cannot lock %s (with read-only credentials, use --no-lock)\n", args[0]);
+        return EXIT_ERROR;
+    }
     _cleanup_(pr_snapshot_freep) PrSnapshot *s = NULL;
     _cleanup_free_ char *path = NULL;
     if (cli_find_snapshot(repo, args[1], &s, &path) < 0) return EXIT_ERROR;
     bool prog = cli_progress_enabled();
-    PrRestoreOptions o = {.progress = prog ? show_progress : NULL};
+    PrRestoreOptions ro = {.progress = prog ? show_progress : NULL};
     PrRestoreStats st = {0};
     double t0 = pr_now();
-    r = pr_restore(repo, s, path, args[2], &o, &st);
+    r = pr_restore(repo, s, path, args[2], &ro, &st);
     double secs = pr_now() - t0;
     if (prog) fputs("\r\033[K", stderr);
     char b[32];

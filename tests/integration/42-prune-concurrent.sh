@@ -9,7 +9,9 @@
 #     with --lock-wait 0, naming the holder (host, pid); `unlock` leaves a live lock alone; a prune
 #     that waits runs once the snapshot is done, and the snapshot restores exactly;
 #  3. a snapshot killed with SIGKILL leaves a lock that is stale at once (same host, dead pid):
-#     `unlock` removes it, and a prune does not wait for it.
+#     `unlock` removes it, and a prune does not wait for it;
+#  4. a restore holds a shared lock too: a prune started meanwhile is refused with --lock-wait 0,
+#     naming it, and the restore completes exactly; `restore --no-lock` takes none.
 # check --read-data is clean at the end of each part.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -150,6 +152,26 @@ concurrent() {
     prafs_ok prune "$REPO" --lock-wait 0
     assert_eq 0 "$(lock_count)" "locks after a prune (stale ones are removed)"
     check_clean
+
+    log "part 4: a prune started while a restore runs"
+    local rpid last=latest # a snapshot of $SRC as it is (part 2's)
+    rm -rf "$TMP/r4" "$TMP/resume-restore"
+    PRAFS_TEST_LOCK_PAUSE=shared PRAFS_TEST_LOCK_RESUME="$TMP/resume-restore" \
+        "$PRAFS" restore "$REPO" "$last" "$TMP/r4" >"$TMP/restore4.out" 2>"$TMP/restore4.err" &
+    rpid=$!
+    PIDS+=("$rpid")
+    wait_for_line "$TMP/restore4.err" "test pause after taking a shared lock" "$rpid"
+    assert_exit 1 prune "$REPO" --lock-wait 0
+    assert_contains "$TMP/err" "shared lock of host $HOST, pid $rpid" "refusal of a prune during a restore"
+    touch "$TMP/resume-restore"
+    wait_rc "$rpid"
+    [[ $WRC -eq 0 ]] || { show_file "$TMP/restore4.err"; fail "the restore exited $WRC"; }
+    assert_same_tree "$SRC" "$TMP/r4/vol"
+    assert_eq 0 "$(lock_count)" "locks after the restore"
+    rm -rf "$TMP/r4"
+    PRAFS_TEST_LOCK_PAUSE=shared PRAFS_TEST_LOCK_RESUME="$TMP/never" prafs_ok restore --no-lock "$REPO" "$last" "$TMP/r4"
+    assert_same_tree "$SRC" "$TMP/r4/vol"
+    rm -rf "$TMP/r4"
 }
 
 for_each_backend concurrent
