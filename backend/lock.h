@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Repository locks (docs/format.md, "Locks"): objects locks/<random hex>.
  *
- * Writers (snapshot, forget without --prune) and readers (restore, check) take shared locks; prune takes an exclusive
- * one. Taking a lock = writing one's own lock object, then listing the others: a shared lock
- * yields to any live exclusive lock, an exclusive lock to any live lock at all; yielding means
- * deleting one's own object, waiting and trying again, until a deadline.
+ * Writers (snapshot, forget without --prune) and readers (restore, check) take shared locks; prune
+ * takes an exclusive one. Taking a lock = writing one's own lock object, then listing the others:
+ * a shared lock yields to any live exclusive lock, an exclusive lock to any live lock at all;
+ * yielding means deleting one's own object, waiting and trying again, until a deadline.
  *
  * A held lock is refreshed by a thread (a new object, then the old one deleted) every
  * PR_LOCK_REFRESH seconds. A lock is stale, and ignored, when it was not refreshed for PR_LOCK_STALE
