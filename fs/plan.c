@@ -53,8 +53,10 @@ static PrCacheValue *tree_if_cached(PrFs *fs, const PrId *id) {
         (void)pr_fetcher_want(fs->fetcher, id, false, NULL);
         return NULL;
     }
+    /* from the blob held here: never a fetch in this (FUSE) thread */
+    int r = pr_flat_tree_from_blob(fs->mc, id, blob, &v);
     pr_memcache_value_unref(blob);
-    return pr_flat_tree_load(fs->fetcher, fs->mc, id, &v) < 0 ? NULL : v;
+    return r < 0 ? NULL : v;
 }
 
 /* The walk's stack from file inode `in` on: its directory from the file, then each parent from the

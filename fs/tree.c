@@ -106,9 +106,17 @@ int pr_flat_tree_load(PrFetcher *f, PrMemCache *mc, const PrId *id, PrCacheValue
     PrCacheValue *raw = NULL;
     int r = pr_fetcher_get_sync(f, id, &raw);
     if (r < 0) return r;
-    PrTree *t = NULL;
-    r = pr_tree_decode(raw->data, raw->len, &t);
+    r = pr_flat_tree_from_blob(mc, id, raw, ret);
     pr_memcache_value_unref(raw);
+    return r;
+}
+
+int pr_flat_tree_from_blob(PrMemCache *mc, const PrId *id, PrCacheValue *raw, PrCacheValue **ret) {
+    uint8_t key[32];
+    pr_flat_tree_key(id, key);
+    PrCacheValue *v = NULL;
+    PrTree *t = NULL;
+    int r = pr_tree_decode(raw->data, raw->len, &t);
     if (r < 0) {
         char hex[65];
         pr_hex(id->b, PR_ID_LEN, hex);

@@ -28,5 +28,7 @@ void pr_flat_tree_key(const PrId *id, uint8_t key[32]);
  * fetch of the same blob), decoded, flattened and cached. -EIO when it cannot be read, -EBADMSG when
  * it is malformed (both logged). */
 int pr_flat_tree_load(PrFetcher *f, PrMemCache *mc, const PrId *id, PrCacheValue **ret);
+/* The same from its blob raw (a reference the caller keeps), without any fetch. */
+int pr_flat_tree_from_blob(PrMemCache *mc, const PrId *id, PrCacheValue *raw, PrCacheValue **ret);
 /* Bytes of a file node that are stored (not holes), rounded up to 512-byte blocks. */
 uint64_t pr_node_blocks(const PrNode *n);
