@@ -25,8 +25,8 @@ struct PrLock {
     pthread_mutex_t mutex; /* guards key, last_ok and lapsed */
     char key[96];
     double last_ok; /* monotonic time of the last successful write */
-    double lapsed;  /* 0, or how long the longest gap between two writes was once it made the lock
-                     * stale for others: then it is lost for good, even if written again since */
+    double lapsed;  /* 0, or the first gap between two writes long enough for others to take the
+                     * lock for stale: then it is lost for good, even if written again since */
     double refresh, stale;
     int stop[2];    /* release -> refresh thread */
     pthread_t thread;
