@@ -27,6 +27,7 @@ struct PrLock {
     double last_ok; /* monotonic time of the last successful write */
     double lapsed;  /* 0, or the first gap between two writes long enough for others to take the
                      * lock for stale: then it is lost for good, even if written again since */
+    bool lapse_said;
     double refresh, stale;
     int stop[2];    /* release -> refresh thread */
     pthread_t thread;
@@ -363,15 +364,15 @@ int pr_lock_check(PrLock *l) {
     pthread_mutex_lock(&l->mutex);
     double gap = pr_now() - l->last_ok, lapsed = l->lapsed;
     if (!lapsed && gap >= l->stale * LAPSE_FRACTION) lapsed = l->lapsed = gap;
+    bool say = lapsed && !l->lapse_said; /* once, whichever thread finds it first */
+    if (say) l->lapse_said = true;
     pthread_mutex_unlock(&l->mutex);
-    if (lapsed) {
+    if (say)
         pr_log(PR_LOG_ERR,
                "the lock on %s could not be refreshed for %.0f s: others may have taken it as stale (after %.0f s), "
                "and a prune may have removed data this process relies on",
                pr_repo_store(l->repo)->location, lapsed, l->stale);
-        return -ENOLCK;
-    }
-    return 0;
+    return lapsed ? -ENOLCK : 0;
 }
 
 bool pr_lock_is_exclusive(const PrLock *l) { return l && l->exclusive; }
