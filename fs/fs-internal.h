@@ -51,7 +51,7 @@ typedef struct PrFs {
     atomic_uint_fast64_t names_listings, attrs_switches; /* counted for the unmount summary */
     pthread_mutex_t names_lock;
     uint64_t *names_listed; /* under names_lock */
-    size_t n_names_listed;
+    size_t n_names_listed, names_cap;
 } PrFs;
 
 extern const struct fuse_lowlevel_ops pr_fs_ops;

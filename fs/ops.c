@@ -237,7 +237,6 @@ static void reply_entry(PrFs *fs, fuse_req_t req, PrInode *in, double entry_ttl)
  * next directory tells again (a reader that stats costs one directory of lookups). */
 #define NAMES_LOOKUPS 2
 #define ATTRS_SECONDS 10.0
-#define NAMES_LISTED_MAX 4096
 
 static bool listing_names_only(PrFs *fs) { return pr_now() >= atomic_load(&fs->attrs_until); }
 
@@ -246,9 +245,18 @@ static void names_listed(PrFs *fs, PrInode *dir) {
     atomic_fetch_add(&fs->names_listings, 1);
     if (atomic_exchange(&dir->names, true)) return;
     atomic_store(&dir->names_lookups, 0);
+    /* every such directory (8 bytes each): one left out would keep its names-only listing in the
+     * kernel after the switch, and cost a stat-ing reader a LOOKUP per file there */
     pthread_mutex_lock(&fs->names_lock);
-    if (!fs->names_listed) fs->names_listed = malloc(sizeof *fs->names_listed * NAMES_LISTED_MAX);
-    if (fs->names_listed && fs->n_names_listed < NAMES_LISTED_MAX) fs->names_listed[fs->n_names_listed++] = dir->ino;
+    if (fs->n_names_listed == fs->names_cap) {
+        size_t cap = fs->names_cap ? fs->names_cap * 2 : 1024;
+        uint64_t *v = realloc(fs->names_listed, sizeof *v * cap);
+        if (v) {
+            fs->names_listed = v;
+            fs->names_cap = cap;
+        }
+    }
+    if (fs->n_names_listed < fs->names_cap) fs->names_listed[fs->n_names_listed++] = dir->ino;
     pthread_mutex_unlock(&fs->names_lock);
 }
 
@@ -261,7 +269,7 @@ static void names_file_lookup(PrFs *fs, PrInode *dir) {
     uint64_t *listed = fs->names_listed;
     size_t n = fs->n_names_listed;
     fs->names_listed = NULL;
-    fs->n_names_listed = 0;
+    fs->n_names_listed = fs->names_cap = 0;
     pthread_mutex_unlock(&fs->names_lock);
     /* (not `dir`: its listing is being read, and the reader looks its files up as it goes) */
     size_t dropped = 0;
