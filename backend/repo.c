@@ -314,6 +314,7 @@ static int cmp_entry(const void *a, const void *b) {
 
 /* Reads every index file without holding index_lock (lookups go on meanwhile), then swaps. */
 static int load_index(PrRepo *r) {
+    double t0 = pr_now();
     _cleanup_(keylist_clear) KeyList kl = {0};
     int k = pr_store_list(r->store, "index/", collect_key, &kl);
     if (k < 0) return pr_log_errno(k, "cannot list the index of %s", r->store->location);
@@ -343,6 +344,8 @@ static int load_index(PrRepo *r) {
     for (size_t i = 0; i < l.n; i++)
         if (w == 0 || memcmp(l.entries[w - 1].id.b, l.entries[i].id.b, PR_ID_LEN) != 0) l.entries[w++] = l.entries[i];
     l.n = w;
+    pr_log(PR_LOG_DEBUG, "index: %zu blobs in %zu packs from %zu files, loaded in %.1f ms", l.n, l.npacks, kl.n,
+           (pr_now() - t0) * 1e3);
     pthread_mutex_lock(&r->index_lock);
     free(r->entries);
     free(r->packs);
@@ -397,6 +400,15 @@ static int build_pack_view_locked(PrRepo *r) {
     r->pack_first = first;
     r->packs_sorted_idx = ps;
     return 0;
+}
+
+int pr_repo_prepare_index(PrRepo *r) {
+    int k = pr_repo_load_index(r, false);
+    if (k < 0) return k;
+    pthread_mutex_lock(&r->index_lock);
+    k = build_pack_view_locked(r);
+    pthread_mutex_unlock(&r->index_lock);
+    return k;
 }
 
 int pr_repo_pack_blobs(PrRepo *r, const PrId *pack, PrBlobRef **ret, uint32_t *ret_n) {

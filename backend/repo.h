@@ -44,6 +44,9 @@ int pr_pack_key_parse(const char *key, PrId *ret);
 
 /* Loads every index file (once; later calls are no-ops unless reload is set). */
 int pr_repo_load_index(PrRepo *r, bool reload);
+/* Loads the index if needed and builds its per-pack view (what pr_repo_pack_blobs uses): a reader
+ * that starts (a mount) calls it ahead of the first request, off the request's path. */
+int pr_repo_prepare_index(PrRepo *r);
 typedef struct PrBlobLoc {
     PrId pack;
     PrBlobRef ref;

@@ -41,6 +41,7 @@ typedef struct PrFetcherOptions {
     unsigned max_background; /* queued read-aheads; 0: 64 */
     size_t run;          /* most bytes one GET of consecutive blobs spans; 0: 8 MiB; 1: one blob a GET */
     size_t disk_queue;   /* bytes waiting for the disk-cache writer before entries are dropped; 0: 16 MiB */
+    bool preload_index;  /* load the index as the threads start, before any request needs it */
 } PrFetcherOptions;
 
 /* repo, mc and dc (may be NULL: no disk cache) are borrowed and must outlive the fetcher. */

@@ -16,7 +16,7 @@ typedef struct PrFsOptions {
     bool acl;                   /* enforce POSIX ACLs even when no snapshot holds one (yet) */
     bool xattr;                 /* answer xattr requests even when no snapshot holds one (yet) */
     unsigned refresh_seconds;   /* re-list snapshots at most this often; 0: 30 */
-    size_t cache_mib;           /* memory cache of decoded blobs; 0: 64 */
+    size_t cache_mib;           /* memory cache of decoded blobs; 0: 48 */
     size_t disk_cache_mib;      /* disk cache of stored blobs; 0: none */
     const char *disk_cache_dir; /* NULL: $XDG_CACHE_HOME/prafs/<repo id> or ~/.cache/prafs/<repo id> */
     unsigned fetch_threads;     /* 0: 4 */
