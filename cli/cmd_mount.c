@@ -32,6 +32,8 @@ static const char USAGE[] =
     "                          (default 1024 for S3, none for a local repository; 0: none)\n"
     "  -o disk_cache_dir=DIR   put the disk cache there instead\n"
     "  -o fetch_threads=N      concurrent fetches (default 4)\n"
+    "  -o push=N               a reader copying a directory in order (cp -a, tar) finds up to N files\n"
+    "                          after the one it reads in the page cache already (default 32; 0: none)\n"
     "  -o acl                  enforce POSIX ACLs even if no snapshot holds one (by default ACL support\n"
     "                          is on when some snapshot has an ACL at mount time)\n"
     "  -o xattr                answer xattr requests even if no snapshot holds one (likewise)\n"
@@ -106,6 +108,8 @@ static int parse_o(MountArgs *m, const char *list) {
                 m->o.disk_cache_mib = n;
                 m->disk_cache_set = true;
             }
+        } else if (KEY("push") && val) {
+            if ((r = parse_uint("push", val, 4096, &n)) == 0) m->o.push_files = (unsigned)n;
         } else if (KEY("fetch_threads") && val) {
             if ((r = parse_uint("fetch_threads", val, 64, &n)) == 0) m->o.fetch_threads = n ? (unsigned)n : 1;
         } else if (KEY("disk_cache_dir") && val) {
@@ -203,7 +207,7 @@ static void reexec_with_huge_pages(int argc, char **argv) {
 
 int cmd_mount(int argc, char **argv) {
     reexec_with_huge_pages(argc, argv);
-    MountArgs m = {.o = {.disk_cache_mib = 1024, .log_fd = -1}};
+    MountArgs m = {.o = {.disk_cache_mib = 1024, .push_files = 32, .log_fd = -1}};
     const char *pos[2];
     int npos = 0, ret = EXIT_USAGE;
     bool only_pos = false;

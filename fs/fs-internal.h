@@ -21,6 +21,8 @@
                                         * cat 15-20 % slower here, more of its reads waited) */
 #define PR_FS_BLKSIZE (128u << 10)     /* st_blksize: what cp and stdio use as buffer size */
 
+typedef struct PrPusher PrPusher;
+
 typedef struct PrFs {
     PrRepo *repo;
     PrFsOptions o;
@@ -35,6 +37,7 @@ typedef struct PrFs {
     bool no_open;            /* the kernel does not open files (FUSE_CAP_NO_OPEN_SUPPORT) */
     bool no_opendir;         /* ... nor directories (FUSE_CAP_NO_OPENDIR_SUPPORT) */
     struct fuse_session *se;
+    PrPusher *pusher;        /* push.c; NULL: none */
     struct timespec started; /* wall clock at mount: times of the virtual directories with no snapshot */
     uid_t uid;               /* owner of the virtual entries: whoever mounted */
     gid_t gid;
@@ -57,5 +60,13 @@ typedef struct PrFs {
 extern const struct fuse_lowlevel_ops pr_fs_ops;
 
 /* A reader starts file inode `in` (a read at offset 0); miss: its first blob is not in memory.
- * Plans the files after it when the reader goes through the tree in order (plan.c). */
-void pr_fs_plan_read(PrFs *fs, PrInode *in, bool miss);
+ * Plans the files after it when the reader goes through the tree in order (plan.c). Returns whether
+ * it does (it follows plans, or started a file shortly before this one in the same directory). */
+bool pr_fs_plan_read(PrFs *fs, PrInode *in, bool miss);
+
+/* Small files into the kernel's page cache ahead of a reader (push.c). start: a thread, when
+ * o.push_files (after fs->se is set); stop: joins it, drops what is queued, *pushed = files pushed;
+ * after: a reader walking in order started file `in`: queue the files after it that are in memory. */
+int pr_pusher_start(PrFs *fs);
+void pr_pusher_stop(PrFs *fs, uint64_t *pushed);
+void pr_pusher_after(PrFs *fs, PrInode *in);

@@ -196,6 +196,7 @@ int pr_fs_run(PrRepo *repo, const PrFsOptions *o) {
         /* threads after the fork, in the process that stays */
         r = pr_fetcher_start(fs->fetcher);
         if (r >= 0) r = pr_top_start(fs->top, index_used, fs->fetcher);
+        if (r >= 0) r = pr_pusher_start(fs);
     }
     if (r < 0) {
         pr_log_errno(r, "cannot start serving %s", o->mountpoint);
@@ -210,6 +211,8 @@ int pr_fs_run(PrRepo *repo, const PrFsOptions *o) {
         else r = 0;
     }
     /* answer what is still waiting for data, then unmount */
+    uint64_t pushed = 0;
+    pr_pusher_stop(fs, &pushed); /* before the fetcher: it holds no request, only cached values */
     pr_top_stop(fs->top);
     pr_fetcher_stop(fs->fetcher);
     fuse_session_unmount(fs->se);
@@ -228,9 +231,10 @@ int pr_fs_run(PrRepo *repo, const PrFsOptions *o) {
                (unsigned long long)st.disk_dropped, (unsigned long long)st.errors);
         uint64_t reads = atomic_load(&fs->reads), waited = atomic_load(&fs->reads_waited);
         pr_log(PR_LOG_INFO,
-               "unmounted: %llu reads, %llu waited for a fetch (%.2f s in all); %llu listings with names only, "
-               "%llu switches to attributes",
+               "unmounted: %llu reads, %llu waited for a fetch (%.2f s in all); %llu files pushed to the page cache; "
+               "%llu listings with names only, %llu switches to attributes",
                (unsigned long long)reads, (unsigned long long)waited, (double)atomic_load(&fs->wait_us) / 1e6,
+               (unsigned long long)pushed,
                (unsigned long long)atomic_load(&fs->names_listings), (unsigned long long)atomic_load(&fs->attrs_switches));
     }
     fs_free(fs);

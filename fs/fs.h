@@ -20,6 +20,7 @@ typedef struct PrFsOptions {
     size_t disk_cache_mib;      /* disk cache of stored blobs; 0: none */
     const char *disk_cache_dir; /* NULL: $XDG_CACHE_HOME/prafs/<repo id> or ~/.cache/prafs/<repo id> */
     unsigned fetch_threads;     /* 0: 4 */
+    unsigned push_files;        /* files of a directory pushed ahead of a reader walking it; 0: none */
     const char *fuse_options;   /* more comma-separated options for libfuse (allow_other, ...), or NULL */
     int log_fd;                 /* >= 0: stderr is redirected there once in the background */
 } PrFsOptions;

@@ -53,6 +53,7 @@ typedef struct PrInode {
      * (ops.c), and lookups of files in it since */
     atomic_bool names;
     atomic_uint names_lookups;
+    atomic_bool pushed; /* files: handed to the kernel's page cache (push.c) */
     /* files: the reader's state when the kernel does not open files (set once; freed with the
      * inode by file_free) */
     _Atomic(void *) file;

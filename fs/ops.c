@@ -841,7 +841,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         }
     }
     p->waited = missing > 0;
-    if (off == 0) pr_fs_plan_read(fs, in, missing > 0); /* before asking: the read joins a planned GET */
+    /* before asking: the read joins a planned GET */
+    if (off == 0 && pr_fs_plan_read(fs, in, missing > 0)) pr_pusher_after(fs, in);
     /* one count per missing chunk, plus this thread's, so that nobody finishes before the loop ends */
     atomic_init(&p->remaining, (int)missing + 1);
     for (uint32_t i = 0; i < count && missing; i++) {

@@ -131,10 +131,18 @@ static const PrNode *plan_from(PrFs *fs, PrInode *in) {
     return mid ? mid : stopped ? lastfile : NULL;
 }
 
-void pr_fs_plan_read(PrFs *fs, PrInode *in, bool miss) {
-    if (in->kind != PR_INODE_NODE || !in->tree || !in->node) return;
+bool pr_fs_plan_read(PrFs *fs, PrInode *in, bool miss) {
+    if (in->kind != PR_INODE_NODE || !in->tree || !in->node) return false;
     const PrNode *node = in->node;
     const PrNode *last = atomic_exchange(&fs->plan_last, node);
+    /* in order: it follows plans, or started a file a little before this one in this directory (the
+     * files between may have been pushed to it: push.c) */
+    bool walking = pr_now() < atomic_load(&fs->plan_until);
+    if (!walking && last) {
+        const PrFlatTree *t = pr_flat_tree(in->tree);
+        walking = node_in(t, last) && node_index(t, last) < node_index(t, node) &&
+                  node_index(t, node) - node_index(t, last) <= PLAN_STEP + fs->o.push_files;
+    }
     const PrNode *trigger = node;
     bool go = atomic_compare_exchange_strong(&fs->plan_trigger, &trigger, NULL);
     /* a miss: plan when the reader took the next file of the same directory, or follows plans
@@ -145,8 +153,9 @@ void pr_fs_plan_read(PrFs *fs, PrInode *in, bool miss) {
         go = node_in(t, last) && node_index(t, last) < node_index(t, node) &&
              node_index(t, node) - node_index(t, last) <= PLAN_STEP;
     }
-    if (!go) return;
+    if (!go) return walking;
     atomic_store(&fs->plan_until, pr_now() + PLAN_FOLLOW_SECONDS);
     const PrNode *mid = plan_from(fs, in);
     if (mid) atomic_store(&fs->plan_trigger, mid);
+    return true;
 }

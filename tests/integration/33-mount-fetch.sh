@@ -6,6 +6,8 @@
 #    window of the pack around the first file, then planned GETs of the files that follow in the
 #    tree (fs/plan.c), across directories and packs (how many reads still waited for a fetch
 #    depends on timing: logged, not asserted);
+#  - most of those 2,000 files reach `cp` through the page cache, put there ahead of it (fs/push.c):
+#    the mount answers far fewer READs than there are files, and the copy is byte-exact;
 #  - on S3, the disk-cache writer (a background thread) has written entries by the unmount;
 #  - listings give names only for files until a reader looks files up (ops.c, "Names only"): a
 #    `find` costs no LOOKUP per file, an `ls -lR` after it switches listings to attributes and
@@ -52,17 +54,22 @@ run_fetch() {
     assert_same_tree "$SRC/small" "$TMP/copy/small"
     stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b.log"
     grep "unmounted:" "$TMP/mount-$b.log" >&2 || { show_file "$TMP/mount-$b.log" 40; fail "no unmount summary"; }
-    local runs windows planned writes errors
+    local runs windows planned writes errors reads pushed
     runs=$(summary_field "$TMP/mount-$b.log" "runs")
     windows=$(summary_field "$TMP/mount-$b.log" "windows,")
     planned=$(summary_field "$TMP/mount-$b.log" "planned")
     writes=$(summary_field "$TMP/mount-$b.log" "disk cache writes")
     errors=$(summary_field "$TMP/mount-$b.log" "errors")
+    reads=$(summary_field "$TMP/mount-$b.log" "reads,")
+    pushed=$(summary_field "$TMP/mount-$b.log" "files pushed")
     assert_eq 0 "$errors" "fetch errors"
     assert_lt 0 "${runs:-0}" "GETs that fetched several chunks of the big file at once"
     assert_lt 0 "${planned:-0}" "planned GETs for the small files"
     assert_le "$((${windows:-0} + ${planned:-0}))" 100 "window and planned GETs for 2,000 small files"
     [[ $b == s3 ]] && assert_lt 0 "${writes:-0}" "entries written by the disk-cache writer"
+    # 48 READs of 1 MiB for the big file, then one READ per 33 small files or so
+    assert_le 1000 "${pushed:-0}" "small files pushed to the page cache ahead of cp"
+    assert_lt "${reads:-999999}" 1000 "READs answered for the big file and 2,000 small files"
     rm -rf "$XDG_CACHE_HOME"
 
     # names only, then attributes (the FUSE debug log counts the requests)
