@@ -21,8 +21,9 @@
 #include "fs/fs-internal.h"
 #include "fs/tree.h"
 
-#define PUSH_QUEUE 256          /* files waiting for the thread at most (more are left to READs) */
-#define PUSH_BYTES (8u << 20)   /* file data pushed ahead of one read at most */
+#define PUSH_QUEUE 256                /* files waiting for the thread at most (more are left to READs) */
+#define PUSH_BYTES (8u << 20)         /* file data pushed ahead of one read at most */
+#define PUSH_QUEUE_BYTES (16u << 20)  /* file data waiting for the thread at most (held out of the cache's bound) */
 
 typedef struct PushItem {
     uint64_t ino;
@@ -37,6 +38,7 @@ struct PrPusher {
     pthread_cond_t work;
     PushItem q[PUSH_QUEUE];
     unsigned head, n;
+    size_t bytes; /* of the queued values */
     atomic_uint_fast64_t pushed, failed;
 };
 
@@ -49,6 +51,7 @@ static void *pusher(void *arg) {
         PushItem it = p->q[p->head];
         p->head = (p->head + 1) % PUSH_QUEUE;
         p->n--;
+        p->bytes -= it.v->len;
         pthread_mutex_unlock(&p->lock);
         struct fuse_bufvec bv = FUSE_BUFVEC_INIT(it.v->len);
         bv.buf[0].mem = it.v->data;
@@ -106,10 +109,11 @@ void pr_pusher_stop(PrFs *fs, uint64_t *pushed) {
 /* Queues one file; false when the queue is full (v is then not taken). */
 static bool enqueue(PrPusher *p, uint64_t ino, PrCacheValue *v) {
     pthread_mutex_lock(&p->lock);
-    bool ok = !p->stopping && p->n < PUSH_QUEUE;
+    bool ok = !p->stopping && p->n < PUSH_QUEUE && p->bytes + v->len <= PUSH_QUEUE_BYTES;
     if (ok) {
         p->q[(p->head + p->n) % PUSH_QUEUE] = (PushItem){ino, v};
         p->n++;
+        p->bytes += v->len;
         pthread_cond_signal(&p->work);
     }
     pthread_mutex_unlock(&p->lock);
@@ -138,22 +142,19 @@ void pr_pusher_after(PrFs *fs, PrInode *in) {
         PrCacheValue *v = pr_memcache_get(fs->mc, n->chunks[0].id.b);
         if (!v) break; /* not here yet: the reader's READ asks for it */
         PrInode *x = NULL;
-        bool go = v->len == n->size && pr_itable_get(fs->itable, base | (j + 1), &x) >= 0;
-        /* the kernel holds the inode (it is in the table) and it is this entry; once per inode */
-        if (go) {
-            go = x->kind == PR_INODE_NODE && x->node && x->node->size == n->size && x->node->nchunks == 1 &&
-                 memcmp(x->node->chunks[0].id.b, n->chunks[0].id.b, PR_ID_LEN) == 0 &&
-                 !atomic_exchange(&x->pushed, true);
-            pr_inode_unref(x);
-        }
-        if (!go) {
+        if (v->len != n->size || pr_itable_get(fs->itable, base | (j + 1), &x) < 0) {
             pr_memcache_value_unref(v);
             continue;
         }
-        if (!enqueue(p, base | (j + 1), v)) {
-            pr_memcache_value_unref(v);
-            break;
-        }
-        bytes += n->size;
+        /* the kernel holds the inode (it is in the table) and it is this entry; once per inode (two
+         * readers racing may push a file twice: the same bytes) */
+        bool go = x->kind == PR_INODE_NODE && x->node && x->node->size == n->size && x->node->nchunks == 1 &&
+                  memcmp(x->node->chunks[0].id.b, n->chunks[0].id.b, PR_ID_LEN) == 0 && !atomic_load(&x->pushed);
+        bool full = go && !enqueue(p, base | (j + 1), v);
+        if (go && !full) atomic_store(&x->pushed, true);
+        else pr_memcache_value_unref(v);
+        pr_inode_unref(x);
+        if (full) break;
+        if (go) bytes += n->size;
     }
 }
