@@ -79,6 +79,8 @@ struct PrFetcher {
 
     /* the disk-cache writer: fetch threads queue what they fetched, one thread writes it */
     pthread_mutex_t dlock;
+    pthread_mutex_t reload_lock;       /* refetch_moved: one index reload at a time */
+    atomic_uint index_gen;             /* index reloads done by refetch_moved */
     pthread_cond_t dwork;
     DiskItem *dhead, *dtail;
     size_t dbytes;
@@ -236,8 +238,58 @@ static void *disk_writer(void *arg) {
     return NULL;
 }
 
+static int fetch_blob(PrFetcher *f, const PrId *id, bool urgent, PrCacheValue **ret);
+
+/* A pack that is not there (-ENOENT: 404, or no file) was removed since the index was read: a prune
+ * repacked the blobs still used into new packs, published an index naming those, deleted the old
+ * index files and only then the packs. So the index is read again (once for every fetch that failed
+ * so at the same time: not when another thread read it after this failure was seen) and the blob
+ * fetched from where it is now. A mount outlives prunes (an auditor's, a nightly forget --prune):
+ * without this its reads failed with EIO until it was mounted again. Once per fetch (a retry that
+ * fails the same way is final, and logged here). */
+static _Thread_local bool refetching;
+static int refetch_moved(PrFetcher *f, const PrId *id, bool urgent, PrCacheValue **ret) {
+    unsigned gen = atomic_load(&f->index_gen);
+    pthread_mutex_lock(&f->reload_lock);
+    int r = 0;
+    if (atomic_load(&f->index_gen) == gen) {
+        r = pr_repo_load_index(f->repo, true);
+        if (r >= 0) {
+            atomic_fetch_add(&f->index_gen, 1);
+            pr_log(PR_LOG_INFO, "a pack is no longer in %s (a prune may have repacked its blobs): index read again",
+                   pr_repo_store(f->repo)->location);
+        }
+    }
+    pthread_mutex_unlock(&f->reload_lock);
+    char hex[65];
+    pr_hex(id->b, PR_ID_LEN, hex);
+    if (r < 0) return pr_log_errno(r, "blob %.16s: its pack is gone, and the index cannot be read again", hex);
+    refetching = true;
+    r = fetch_blob(f, id, urgent, ret);
+    refetching = false;
+    if (r == -ENOENT) {
+        PrBlobLoc loc;
+        char key[PR_PACK_KEY_MAX] = "?";
+        if (pr_repo_find_blob(f->repo, id, &loc) >= 0) pr_pack_key(&loc.pack, key);
+        pr_log(PR_LOG_ERR, "cannot read blob %.16s: %s is not in %s, and the index read again names no other pack", hex,
+               key, pr_repo_store(f->repo)->location);
+    }
+    return r;
+}
+
 /* Answers every waiter of job j (taken off the queue, marked running) and frees it. */
 static void complete_job(PrFetcher *f, Job *j, int r, PrCacheValue *v) {
+    PrCacheValue *again = NULL;
+    bool wanted = false;
+    if (r == -ENOENT && !refetching) {
+        pthread_mutex_lock(&f->lock);
+        wanted = !f->stopping && (j->waiters || j->keep);
+        pthread_mutex_unlock(&f->lock);
+    }
+    if (wanted) {
+        r = refetch_moved(f, &j->id, j->urgent, &again);
+        v = again;
+    }
     if (r < 0) atomic_fetch_add(&f->errors, 1);
     pthread_mutex_lock(&f->lock);
     table_remove(f, j);
@@ -250,6 +302,7 @@ static void complete_job(PrFetcher *f, Job *j, int r, PrCacheValue *v) {
         w->fn(w, r, r < 0 ? NULL : v);
         w = next;
     }
+    pr_memcache_value_unref(again);
     free(j);
 }
 
@@ -272,6 +325,10 @@ static int get_range(PrFetcher *f, const char *key, uint64_t start, uint64_t end
     size_t got = 0;
     atomic_fetch_add(&f->store_gets, 1);
     int r = pr_store_get(pr_repo_store(f->repo), key, start, (size_t)(end - start), (void **)&data, &got);
+    if (r == -ENOENT) { /* removed by a prune: see refetch_moved, which says so if it matters */
+        pr_debug("%s is gone", key);
+        return r;
+    }
     if (r < 0)
         return pr_log_errno(r, "cannot read %s (offset %llu, %llu bytes)", key, (unsigned long long)start,
                             (unsigned long long)(end - start));
@@ -641,6 +698,7 @@ int pr_fetcher_new(PrRepo *repo, PrMemCache *mc, PrDiskCache *dc, const PrFetche
     pthread_mutex_init(&f->lock, NULL);
     pthread_cond_init(&f->work, NULL);
     pthread_mutex_init(&f->dlock, NULL);
+    pthread_mutex_init(&f->reload_lock, NULL);
     pthread_cond_init(&f->dwork, NULL);
     *ret = f;
     return 0;
@@ -706,6 +764,7 @@ void pr_fetcher_free(PrFetcher *f) {
     pthread_mutex_destroy(&f->lock);
     pthread_cond_destroy(&f->dwork);
     pthread_mutex_destroy(&f->dlock);
+    pthread_mutex_destroy(&f->reload_lock);
     free(f);
 }
 
