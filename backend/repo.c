@@ -480,13 +480,21 @@ int pr_repo_find_blob(PrRepo *r, const PrId *id, PrBlobLoc *ret) {
     return k;
 }
 
-static void log_damaged(const char *key, const PrBlobRef *b, int err) {
+int pr_log_blob_damaged(const char *key, const PrId *id, uint32_t offset, int err) {
     char hex[65];
-    pr_hex(b->id.b, PR_ID_LEN, hex);
+    pr_hex(id->b, PR_ID_LEN, hex);
     if (err == -EBADMSG)
-        pr_log(PR_LOG_ERR, "%s is damaged: blob %.16s at offset %u fails authentication", key, hex, b->offset);
+        pr_log(PR_LOG_ERR, "%s is damaged: blob %.16s at offset %u fails authentication", key, hex, offset);
+    else if (err == -ENOMEM)
+        pr_log_errno(err, "%s: cannot decode blob %.16s at offset %u", key, hex, offset);
     else
-        pr_log_errno(err, "%s: cannot decode blob %.16s", key, hex);
+        pr_log_errno(err, "%s is damaged: blob %.16s at offset %u does not decode", key, hex, offset);
+    return err;
+}
+
+int pr_log_blob_truncated(const char *key, uint32_t offset, uint32_t length) {
+    pr_log(PR_LOG_ERR, "%s is truncated: blob at offset %u needs %u bytes", key, offset, length);
+    return -EBADMSG;
 }
 
 int pr_repo_read_pack_window(PrRepo *r, const PrId *pack, const PrBlobRef *blobs, size_t n, PrBlobFn fn, void *ud) {
@@ -512,7 +520,7 @@ int pr_repo_read_pack_window(PrRepo *r, const PrId *pack, const PrBlobRef *blobs
     for (size_t i = 0; i < n; i++) {
         const PrBlobRef *b = &blobs[i];
         k = pr_blob_decode_into(&r->keys, &b->id, buf + (b->offset - start), b->length, b->raw_length, plain);
-        if (k < 0) log_damaged(key, b, k);
+        if (k < 0) pr_log_blob_damaged(key, &b->id, b->offset, k);
         k = fn(b, k < 0 ? NULL : plain, k < 0 ? k : 0, ud);
         if (k < 0) return k;
     }
@@ -582,7 +590,7 @@ int pr_repo_read_blob(PrRepo *r, const PrId *id, void **ret, size_t *ret_len) {
         return -EBADMSG;
     }
     k = pr_blob_decode(&r->keys, id, stored, slen, loc.ref.raw_length, ret);
-    if (k < 0) log_damaged(key, &loc.ref, k);
+    if (k < 0) pr_log_blob_damaged(key, &loc.ref.id, loc.ref.offset, k);
     if (k < 0) return k;
     *ret_len = loc.ref.raw_length;
     return 0;

@@ -56,6 +56,11 @@ int pr_repo_find_blob(PrRepo *r, const PrId *id, PrBlobLoc *ret);
 /* Every indexed blob of one pack, sorted by offset (*ret malloc'ed). -ENOENT for an unknown pack.
  * Lets a reader fetch a window of a pack in one request and keep the neighbours. Thread-safe. */
 int pr_repo_pack_blobs(PrRepo *r, const PrId *pack, PrBlobRef **ret, uint32_t *ret_n);
+/* The messages of a blob of pack object `key` that does not decode (-EBADMSG: fails authentication;
+ * returns err), and of one the object ends before (returns -EBADMSG). Logged, with the object's
+ * name, by whoever reads packs (restore, check, the mount). */
+int pr_log_blob_damaged(const char *key, const PrId *id, uint32_t offset, int err);
+int pr_log_blob_truncated(const char *key, uint32_t offset, uint32_t length);
 /* Called once per blob of a window, in order: plain is the verified plaintext (raw_length bytes,
  * valid during the call) or NULL with err < 0 (already logged with the pack's key). A negative
  * return stops the window. */

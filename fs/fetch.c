@@ -167,12 +167,6 @@ static int decode_value(PrFetcher *f, const PrId *id, const void *stored, size_t
     return 0;
 }
 
-static void log_damaged(const char *key, const PrId *id, uint32_t offset, int r) {
-    char hex[65];
-    pr_hex(id->b, PR_ID_LEN, hex);
-    pr_log_errno(r, "%s is damaged: blob %.16s at offset %u does not decode", key, hex, offset);
-}
-
 static SharedBuf *sb_new(uint8_t *data) {
     SharedBuf *b = malloc(sizeof *b);
     if (!b) return NULL;
@@ -351,13 +345,13 @@ static int take_blob(PrFetcher *f, const PrId *id, const char *key, SharedBuf *b
                      const PrBlobRef *ref, bool asked, bool wanted, PrCacheValue **ret) {
     if (off + ref->length > got) {
         if (asked || wanted)
-            pr_log(PR_LOG_ERR, "%s is truncated: blob at offset %u needs %u bytes", key, ref->offset, ref->length);
+            pr_log_blob_truncated(key, ref->offset, ref->length);
         return -EBADMSG;
     }
     PrCacheValue *v = NULL;
     int r = decode_value(f, id, b->data + off, ref->length, ref->raw_length, &v);
     if (r < 0) {
-        if ((asked || wanted) && r != -ENOMEM) log_damaged(key, id, ref->offset, r);
+        if ((asked || wanted) && r != -ENOMEM) pr_log_blob_damaged(key, id, ref->offset, r);
         return r;
     }
     /* The disk cache keeps what was asked for: every chunk of a file read (large files' chunks come
@@ -501,7 +495,7 @@ static int fetch_window(PrFetcher *f, const PrId *id, const PrBlobLoc *loc, bool
         uint64_t off = ref->offset - start;
         if (off + ref->length > got) { /* a short pack: only what arrived */
             if (i == t)
-                pr_log(PR_LOG_ERR, "%s is truncated: blob at offset %u needs %u bytes", key, ref->offset, ref->length);
+                pr_log_blob_truncated(key, ref->offset, ref->length);
             continue;
         }
         if (i != t && cached(f, &ref->id)) continue;
