@@ -32,13 +32,10 @@ typedef struct Frame {
     uint32_t idx;       /* next entry to look at */
 } Frame;
 
-static bool node_in(const PrFlatTree *t, const PrNode *n) {
-    uintptr_t a = (uintptr_t)t->nodes, p = (uintptr_t)n;
-    return p >= a && p < a + (uintptr_t)t->n * sizeof *t->nodes;
-}
-
-static uint32_t node_index(const PrFlatTree *t, const PrNode *n) {
-    return (uint32_t)(((uintptr_t)n - (uintptr_t)t->nodes) / sizeof *t->nodes);
+/* Whether `last` is an entry of t at most `step` entries before `node` (also of t). */
+static bool shortly_after(const PrFlatTree *t, const PrNode *last, const PrNode *node, uint32_t step) {
+    return pr_flat_tree_holds(t, last) && pr_flat_tree_index(t, last) < pr_flat_tree_index(t, node) &&
+           pr_flat_tree_index(t, node) - pr_flat_tree_index(t, last) <= step;
 }
 
 /* A directory's decoded tree if it can be had without waiting on the network (its decoded form or
@@ -65,14 +62,14 @@ static PrCacheValue *tree_if_cached(PrFs *fs, const PrId *id) {
 static int stack_from(PrFs *fs, PrInode *in, Frame *st) {
     Frame up[PLAN_DEPTH];
     int n = 0;
-    up[n++] = (Frame){pr_memcache_value_ref(in->tree), node_index(pr_flat_tree(in->tree), in->node)};
+    up[n++] = (Frame){pr_memcache_value_ref(in->tree), pr_flat_tree_index(pr_flat_tree(in->tree), in->node)};
     uint64_t p = in->parent;
     while (n < PLAN_DEPTH && p) {
         PrInode *d = NULL;
         if (pr_itable_get(fs->itable, p, &d) < 0) break;
         bool node = d->kind == PR_INODE_NODE && d->tree && d->node;
         if (node) {
-            up[n++] = (Frame){pr_memcache_value_ref(d->tree), node_index(pr_flat_tree(d->tree), d->node) + 1};
+            up[n++] = (Frame){pr_memcache_value_ref(d->tree), pr_flat_tree_index(pr_flat_tree(d->tree), d->node) + 1};
             p = d->parent;
         }
         pr_inode_unref(d);
@@ -138,21 +135,13 @@ bool pr_fs_plan_read(PrFs *fs, PrInode *in, bool miss) {
     /* in order: it follows plans, or started a file a little before this one in this directory (the
      * files between may have been pushed to it: push.c) */
     bool walking = pr_now() < atomic_load(&fs->plan_until);
-    if (!walking && last) {
-        const PrFlatTree *t = pr_flat_tree(in->tree);
-        walking = node_in(t, last) && node_index(t, last) < node_index(t, node) &&
-                  node_index(t, node) - node_index(t, last) <= PLAN_STEP + fs->o.push_files;
-    }
+    if (!walking && last) walking = shortly_after(pr_flat_tree(in->tree), last, node, PLAN_STEP + fs->o.push_files);
     const PrNode *trigger = node;
     bool go = atomic_compare_exchange_strong(&fs->plan_trigger, &trigger, NULL);
     /* a miss: plan when the reader took the next file of the same directory, or follows plans
      * already (it missed anyway: it went elsewhere, or got ahead of a walk that had stopped) */
     if (!go && miss) go = pr_now() < atomic_load(&fs->plan_until);
-    if (!go && miss && last) {
-        const PrFlatTree *t = pr_flat_tree(in->tree);
-        go = node_in(t, last) && node_index(t, last) < node_index(t, node) &&
-             node_index(t, node) - node_index(t, last) <= PLAN_STEP;
-    }
+    if (!go && miss && last) go = shortly_after(pr_flat_tree(in->tree), last, node, PLAN_STEP);
     if (!go) return walking;
     atomic_store(&fs->plan_until, pr_now() + PLAN_FOLLOW_SECONDS);
     const PrNode *mid = plan_from(fs, in);

@@ -124,9 +124,8 @@ void pr_pusher_after(PrFs *fs, PrInode *in) {
     PrPusher *p = fs->pusher;
     if (!p || in->kind != PR_INODE_NODE || !in->tree || !in->node) return;
     const PrFlatTree *t = pr_flat_tree(in->tree);
-    uintptr_t a = (uintptr_t)t->nodes, np = (uintptr_t)in->node;
-    if (np < a || np >= a + (uintptr_t)t->n * sizeof *t->nodes) return;
-    uint32_t i = (uint32_t)((np - a) / sizeof *t->nodes);
+    if (!pr_flat_tree_holds(t, in->node)) return;
+    uint32_t i = pr_flat_tree_index(t, in->node);
     /* entry i of a directory is numbered D << 32 | (i + 1) (inode.h); a file of a hardlink group
      * may carry another path's number: then the siblings' numbers are not known here */
     if ((in->ino & 0xffffffffu) != (uint64_t)i + 1) return;

@@ -17,6 +17,14 @@ typedef struct PrFlatTree {
 
 static inline void pr_cache_value_unrefp(PrCacheValue **v) { pr_memcache_value_unref(*v); }
 static inline const PrFlatTree *pr_flat_tree(const PrCacheValue *v) { return (const PrFlatTree *)(const void *)v->data; }
+/* Whether n is one of t's nodes (compared as addresses), and which. */
+static inline bool pr_flat_tree_holds(const PrFlatTree *t, const PrNode *n) {
+    uintptr_t a = (uintptr_t)t->nodes, p = (uintptr_t)n;
+    return p >= a && p < a + (uintptr_t)t->n * sizeof *t->nodes;
+}
+static inline uint32_t pr_flat_tree_index(const PrFlatTree *t, const PrNode *n) {
+    return (uint32_t)(((uintptr_t)n - (uintptr_t)t->nodes) / sizeof *t->nodes);
+}
 
 /* Copies t into one new value (one reference). -ENOMEM, -EOVERFLOW. */
 int pr_flat_tree_new(const PrTree *t, PrCacheValue **ret);
