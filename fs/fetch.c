@@ -242,6 +242,17 @@ static int fetch_blob(PrFetcher *f, const PrId *id, bool urgent, PrCacheValue **
  * without this its reads failed with EIO until it was mounted again. Once per fetch (a retry that
  * fails the same way is final, and logged here). */
 static _Thread_local bool refetching;
+
+/* The final word on a blob whose pack is not in the store, with the pack's name. */
+static void log_pack_gone(PrFetcher *f, const PrId *id) {
+    char hex[65], key[PR_PACK_KEY_MAX] = "?";
+    PrBlobLoc loc;
+    pr_hex(id->b, PR_ID_LEN, hex);
+    if (pr_repo_find_blob(f->repo, id, &loc) >= 0) pr_pack_key(&loc.pack, key);
+    pr_log(PR_LOG_ERR, "cannot read blob %.16s: %s is not in %s, and the index read again names no other pack", hex, key,
+           pr_repo_store(f->repo)->location);
+}
+
 static int refetch_moved(PrFetcher *f, const PrId *id, bool urgent, PrCacheValue **ret) {
     unsigned gen = atomic_load(&f->index_gen);
     pthread_mutex_lock(&f->reload_lock);
@@ -255,19 +266,15 @@ static int refetch_moved(PrFetcher *f, const PrId *id, bool urgent, PrCacheValue
         }
     }
     pthread_mutex_unlock(&f->reload_lock);
-    char hex[65];
-    pr_hex(id->b, PR_ID_LEN, hex);
-    if (r < 0) return pr_log_errno(r, "blob %.16s: its pack is gone, and the index cannot be read again", hex);
+    if (r < 0) {
+        char hex[65];
+        pr_hex(id->b, PR_ID_LEN, hex);
+        return pr_log_errno(r, "blob %.16s: its pack is gone, and the index cannot be read again", hex);
+    }
     refetching = true;
     r = fetch_blob(f, id, urgent, ret);
     refetching = false;
-    if (r == -ENOENT) {
-        PrBlobLoc loc;
-        char key[PR_PACK_KEY_MAX] = "?";
-        if (pr_repo_find_blob(f->repo, id, &loc) >= 0) pr_pack_key(&loc.pack, key);
-        pr_log(PR_LOG_ERR, "cannot read blob %.16s: %s is not in %s, and the index read again names no other pack", hex,
-               key, pr_repo_store(f->repo)->location);
-    }
+    if (r == -ENOENT) log_pack_gone(f, id);
     return r;
 }
 
@@ -275,14 +282,16 @@ static int refetch_moved(PrFetcher *f, const PrId *id, bool urgent, PrCacheValue
 static void complete_job(PrFetcher *f, Job *j, int r, PrCacheValue *v) {
     PrCacheValue *again = NULL;
     bool wanted = false;
-    if (r == -ENOENT && !refetching) {
+    if (r == -ENOENT) {
         pthread_mutex_lock(&f->lock);
         wanted = !f->stopping && (j->waiters || j->keep);
         pthread_mutex_unlock(&f->lock);
     }
-    if (wanted) {
+    if (wanted && !refetching) {
         r = refetch_moved(f, &j->id, j->urgent, &again);
         v = again;
+    } else if (wanted) {
+        log_pack_gone(f, &j->id); /* a blob brought along by a retry: the index was read again already */
     }
     if (r < 0) atomic_fetch_add(&f->errors, 1);
     pthread_mutex_lock(&f->lock);
