@@ -22,12 +22,14 @@ before=$(snapshot_ids "$repo")
 log "server goes away during a snapshot"
 mkdir -p "$TMP/big"
 for i in 1 2 3; do write_random "$TMP/big/f$i" $((96 << 20)) "outage$i"; done
+packs_before=$(repo_objects "$repo" data | wc -l)
 start=$(date +%s)
 (exec "$PRAFS" snapshot "$repo" vol="$TMP/big" >"$TMP/snap.out" 2>"$TMP/snap.err") &
 snap_pid=$!
-# wait until it has uploaded something, then cut the server off
-for _ in $(seq 100); do
-    [[ -n $(repo_objects "$repo" data 2>/dev/null | head -1) ]] && break
+# wait until it has uploaded a pack of its own (the first snapshot's are there already: cutting the
+# server off before this one took its lock tested nothing of the upload), then cut the server off
+for _ in $(seq 300); do
+    (($(repo_objects "$repo" data 2>/dev/null | wc -l) > packs_before)) && break
     sleep 0.1
 done
 stop_proxy
