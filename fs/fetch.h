@@ -42,6 +42,7 @@ typedef struct PrFetcherOptions {
     size_t run;          /* most bytes one GET of consecutive blobs spans; 0: 8 MiB; 1: one blob a GET */
     size_t disk_queue;   /* bytes waiting for the disk-cache writer before entries are dropped; 0: 16 MiB */
     bool preload_index;  /* load the index as the threads start, before any request needs it */
+    size_t warm_heap;    /* after the preload, heap bytes the same thread touches once (0: none) */
 } PrFetcherOptions;
 
 /* repo, mc and dc (may be NULL: no disk cache) are borrowed and must outlive the fetcher. */
