@@ -91,7 +91,10 @@ int cmd_snapshot(int argc, char **argv) {
     bool prog = cli_progress_enabled();
     /* a shared lock: other writers may go on, a prune waits (and we wait for a running one) */
     _cleanup_(pr_lock_releasep) PrLock *lock = NULL;
-    if (pr_lock_acquire(repo, false, o.lock_wait, &lock) < 0) return EXIT_ERROR;
+    if (pr_lock_acquire(repo, false, o.lock_wait, &lock) < 0) {
+        fprintf(stderr, "prafs: snapshot failed: no lock on %s (see above); nothing was written\n", args[0]);
+        return EXIT_ERROR;
+    }
     PrWriterOptions wo = {
         .lock = lock,
         .host = o.host,

@@ -82,6 +82,14 @@ concurrent() {
     assert_exit 1 prune "$REPO" --lock-wait 0
     assert_contains "$TMP/err" "exclusive lock of host $HOST, pid $prune_pid" "refusal of a second prune"
 
+    log "  a snapshot that may not wait is refused, naming the prune, and writes nothing"
+    before=$(repo_objects "$REPO" data | sort)
+    assert_exit 1 snapshot "$REPO" --lock-wait 0 --host h2 old="$TMP/old"
+    assert_contains "$TMP/err" "exclusive lock of host $HOST, pid $prune_pid" "what refused the snapshot"
+    assert_contains "$TMP/err" "snapshot failed: no lock on $REPO" "the snapshot's verdict"
+    assert_eq "$before" "$(repo_objects "$REPO" data | sort)" "packs after the refused snapshot"
+    assert_eq "$s2" "$(snapshot_ids "$REPO")" "snapshots after the refused snapshot"
+
     log "  a snapshot of the forgotten state (exactly the data being pruned) waits for the prune"
     "$PRAFS" snapshot "$REPO" --host h2 old="$TMP/old" >"$TMP/snap.out" 2>"$TMP/snap.err" &
     snap_pid=$!
