@@ -677,6 +677,8 @@ static void warm_heap(PrFetcher *f, size_t n) {
         for (size_t off = 0; off < PIECE && (off % STEP || !atomic_load(&f->reading)); off += 4096) p[off] = 0;
     }
     for (size_t i = 0; i < got; i++) free(v[i]);
+    if (atomic_load(&f->reading)) pr_debug("heap warm-up stopped after at most %zu MiB: a read began", got * (PIECE >> 20));
+    else pr_debug("heap warmed: %zu MiB touched", got * (PIECE >> 20));
 }
 
 static void note_reading(PrFetcher *f) {
