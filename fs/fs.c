@@ -118,7 +118,9 @@ static int fs_new(PrRepo *repo, const PrFsOptions *o, PrFs **ret) {
         if (r < 0) pr_log_errno(r, "no disk cache (%s)", dir ? dir : "no $XDG_CACHE_HOME or $HOME");
     }
     /* the heap a large read fills: the memory cache, the GETs in flight, the disk-cache queue */
-    PrFetcherOptions fo = {.threads = o->fetch_threads, .preload_index = true, .warm_heap = MIN(fs->o.cache_mib + 48, 160) << 20};
+    PrFetcherOptions fo = {.threads = o->fetch_threads,
+                           .preload_index = true,
+                           .warm_heap = MIN(fs->o.cache_mib + 48, 160) << 20};
     if ((r = pr_fetcher_new(repo, fs->mc, fs->dc, &fo, &fs->fetcher)) < 0) {
         fs_free(fs);
         return r;
@@ -148,9 +150,9 @@ int pr_fs_run(PrRepo *repo, const PrFsOptions *o) {
      * keeps the resident size near the cache bound), and no mmap per blob: fresh pages cost a fault
      * each, which on some VMs is slower than everything else a read does. Nor is the heap's top given
      * back below 256 MiB: a cold `cat` freed and grew it again all the time, and zeroing the fresh
-     * (huge) pages was 18 % of the mount's CPU time (0.7 % kept). What it holds is bounded anyway:
-     * the memory cache, the GETs in flight and the disk-cache queue (peak ~150 MiB). The fetcher
-     * touches that much once as the mount starts (warm_heap in fetch.c). */
+     * (huge) pages was 18 % of the mount's CPU time. What it holds is bounded anyway: the memory
+     * cache, the GETs in flight and the disk-cache queue (peak ~150 MiB). The first growth to that
+     * size still cost 15 %: the fetcher now does it once as the mount starts (warm_heap, fetch.c). */
     mallopt(M_ARENA_MAX, 1);
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
