@@ -73,6 +73,12 @@ int cmd_restore(int argc, char **argv) {
     r = pr_restore(repo, s, path, args[2], &ro, &st);
     double secs = pr_now() - t0;
     if (prog) fputs("\r\033[K", stderr);
+    if (r < 0 && !st.files && !st.dirs && !st.errors && r != -ENOSPC && r != -EDQUOT) {
+        /* it never started: the path is not in the snapshot, DEST cannot be made, the index cannot
+         * be read... (said above) */
+        fprintf(stderr, "prafs: restore of %s failed: nothing was restored\n", args[1]);
+        return EXIT_ERROR;
+    }
     char b[32];
     cli_human_bytes(st.bytes, b, sizeof b);
     fprintf(stderr, "prafs: restored %llu files, %llu dirs, %s in %.1f s (%.0f MB/s)%s\n",
@@ -83,6 +89,14 @@ int cmd_restore(int argc, char **argv) {
                 "prafs: restore of %s stopped: %s under %s; the files restored are complete, the others "
                 "were removed: free some space and run it again\n",
                 args[1], strerror(-r), args[2]);
+        return EXIT_ERROR;
+    }
+    if (r < 0 && !st.errors) {
+        /* stopped by something other than a file (the server went away, say): said above */
+        fprintf(stderr,
+                "prafs: restore of %s stopped: the files restored are complete, the others were removed; "
+                "run it again\n",
+                args[1]);
         return EXIT_ERROR;
     }
     if (r < 0) {

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Bad input: a wrong password is a clear error ("wrong password"), never garbage; a flipped byte in
 # a pack used only by snapshot B makes the restore of B fail naming that pack, with nothing wrong
-# written silently, while snapshot A still restores exactly.
+# written silently, while snapshot A still restores exactly; a restore of a path that is not in the
+# snapshot names it and writes nothing.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 require_root
@@ -134,6 +135,17 @@ EOF
     prafs_ok restore "$repo" "${idA:0:10}" "$TMP/restore-a-$b"
     assert_same_tree "$TA" "$TMP/restore-a-$b/a"
     rm -rf "$TMP/restore-a-$b"
+
+    log "a path that is not in the snapshot: named, nothing written, no count of zero errors"
+    run_prafs "$T_SHORT" restore "$repo" "${idA:0:10}:a/sub/no-such-file" "$TMP/restore-none-$b"
+    [[ $RC -eq 1 ]] || { show_file "$TMP/err"; fail "restore of a path not in the snapshot exited $RC"; }
+    assert_contains "$TMP/err" "a/sub/no-such-file: no such file or directory in snapshot" "the path named"
+    assert_contains "$TMP/err" "failed: nothing was restored" "the restore's verdict"
+    if grep -q "restored 0 files\|(listed above)" "$TMP/err"; then
+        show_file "$TMP/err"
+        fail "a restore that never started reports a count of files or errors"
+    fi
+    [[ ! -e $TMP/restore-none-$b ]] || fail "a restore of a path not in the snapshot created its destination"
 
     prafs_ok snapshots "$repo"
     export XDG_CACHE_HOME="$TMP/cache"
