@@ -4,6 +4,7 @@
  * Options may come before or after the two positional arguments, so that the mount(8) helper
  * convention works: mount -t fuse.prafs REPO DIR -o OPTS runs /sbin/mount.fuse.prafs REPO DIR -o OPTS
  * [-t fuse.prafs], and that helper is two lines:  exec prafs mount "$@"  (see README / docs). */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include "cache/util.h"
 #include "cli/cli.h"
@@ -146,17 +148,71 @@ static int parse_o(MountArgs *m, const char *list) {
     return 0;
 }
 
+/* Undoes mountinfo's octal escapes (\040 for a space, ...) in place. */
+static void unescape_mountinfo(char *s) {
+    char *o = s;
+    for (char *i = s; *i; i++) {
+        if (i[0] == '\\' && i[1] >= '0' && i[1] <= '3' && i[2] >= '0' && i[2] <= '7' && i[3] >= '0' && i[3] <= '7') {
+            *o++ = (char)((i[1] - '0') * 64 + (i[2] - '0') * 8 + (i[3] - '0'));
+            i += 3;
+        } else {
+            *o++ = *i;
+        }
+    }
+    *o = 0;
+}
+
+/* Whether a prafs file system is mounted right on path (the topmost mount there, or one below it:
+ * FUSE would stack another one on top, a second daemon serving the same directory). */
+static bool prafs_mounted_on(const char *path) {
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f) return false;
+    _cleanup_free_ char *line = NULL;
+    size_t cap = 0;
+    bool found = false;
+    while (!found && getline(&line, &cap, f) > 0) {
+        /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS */
+        char *save = NULL, *tok = strtok_r(line, " \n", &save), *mp = NULL;
+        for (int i = 1; tok && i <= 4; i++) tok = strtok_r(NULL, " \n", &save);
+        mp = tok;
+        do tok = strtok_r(NULL, " \n", &save);
+        while (tok && strcmp(tok, "-") != 0);
+        const char *fstype = tok ? strtok_r(NULL, " \n", &save) : NULL;
+        if (!mp || !fstype || strcmp(fstype, "fuse.prafs") != 0) continue;
+        unescape_mountinfo(mp);
+        found = strcmp(mp, path) == 0;
+    }
+    fclose(f);
+    return found;
+}
+
 /* After option parsing: canonical paths, the repository, the mount. */
 static int mount_it(MountArgs *m, const char *repo_arg, const char *mp_arg) {
     /* the daemon changes directory to /: make both paths absolute first */
     _cleanup_free_ char *mountpoint = realpath(mp_arg, NULL);
-    if (!mountpoint) {
-        pr_log_errno(errno, "mount point %s", mp_arg);
+    struct stat st;
+    struct statfs sfs;
+    int err = !mountpoint ? errno : stat(mountpoint, &st) < 0 ? errno : 0;
+    bool ours = !err && prafs_mounted_on(mountpoint);
+    /* statfs always asks the file system's process (attributes may come from the kernel's cache) */
+    if (ours && statfs(mountpoint, &sfs) < 0) err = errno;
+    if (err == ENOTCONN) { /* a FUSE mount whose process is gone (killed, crashed) */
+        pr_log(PR_LOG_ERR,
+               "mount point %s: what is mounted there has no process any more; 'fusermount3 -u \"%s\"' "
+               "removes it",
+               mp_arg, mountpoint ? mountpoint : mp_arg);
         return EXIT_ERROR;
     }
-    struct stat st;
-    if (stat(mountpoint, &st) < 0 || !S_ISDIR(st.st_mode)) {
+    if (err) {
+        pr_log_errno(err, "mount point %s", mp_arg);
+        return EXIT_ERROR;
+    }
+    if (!S_ISDIR(st.st_mode)) {
         pr_log(PR_LOG_ERR, "mount point %s is not a directory", mountpoint);
+        return EXIT_ERROR;
+    }
+    if (ours) {
+        pr_log(PR_LOG_ERR, "%s has a prafs mount already; 'fusermount3 -u \"%s\"' unmounts it", mountpoint, mountpoint);
         return EXIT_ERROR;
     }
     _cleanup_free_ char *repo_loc = NULL;

@@ -326,7 +326,25 @@ EOF
     rmdir "$um"
     start_mount "$repo" "$m" "$TMP/mount-$b-int.log"
     cat "$m/snapshots/$l2/small/v" >/dev/null
+
+    log "a second mount on a mount point that has one is refused (no stacked daemons)"
+    assert_exit 1 mount "$repo" "$m"
+    assert_contains "$TMP/err" "$m has a prafs mount already; 'fusermount3 -u \"$m\"' unmounts it" "the refusal"
+    assert_eq 1 "$(grep -c " $m fuse" /proc/mounts)" "mounts on $m after the refused second mount"
     stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-int.log" INT
+
+    log "a mount whose process was killed: named as such, with the command that removes it"
+    start_mount "$repo" "$m" "$TMP/mount-$b-kill.log"
+    kill -KILL "$MOUNT_PID"
+    wait_gone "$MOUNT_PID" 20 || fail "the mount process outlived SIGKILL"
+    wait "$MOUNT_PID" 2>/dev/null || true
+    is_mounted "$m" || fail "the killed mount's file system is gone by itself (nothing to test)"
+    assert_exit 1 mount "$repo" "$m"
+    assert_contains "$TMP/err" "has no process any more; 'fusermount3 -u \"$m\"' removes it" "a dead mount named"
+    timeout 30 fusermount3 -u "$m" || fail "fusermount3 -u of the dead mount failed"
+    start_mount "$repo" "$m" "$TMP/mount-$b-again.log"
+    cat "$m/snapshots/$l2/small/v" >/dev/null || fail "no reads through the mount made after the dead one"
+    stop_mount "$m" "$MOUNT_PID" "$TMP/mount-$b-again.log"
 
     log "a snapshot forgotten while mounted leaves the listings the kernel keeps"
     start_mount "$repo" "$m" "$TMP/mount-$b-forget.log" -o refresh=1
