@@ -588,6 +588,7 @@ static void remove_incomplete(Restorer *r) {
         unlink(f->path); /* also what was in the way of a file never created */
         for (size_t l = 0; l < f->nlinks; l++) unlink(f->links[l]);
         r->st.files--;
+        r->st.not_restored++;
     }
     if (stopped)
         pr_log(PR_LOG_ERR, "%zu more files not restored: the restore stopped (%s) before their data", stopped,

@@ -6,6 +6,7 @@
 
 typedef struct PrRestoreStats {
     uint64_t files, dirs, bytes;
+    uint64_t not_restored; /* files removed: their data failed, or the restore stopped before it */
     unsigned errors;
 } PrRestoreStats;
 

@@ -99,6 +99,11 @@ int cmd_restore(int argc, char **argv) {
                 args[1]);
         return EXIT_ERROR;
     }
+    if (r < 0 && st.not_restored) { /* one failed GET fails every file with data in it: count files */
+        fprintf(stderr, "prafs: restore of %s incomplete: %llu file%s not restored (errors listed above)\n", args[1],
+                (unsigned long long)st.not_restored, st.not_restored == 1 ? "" : "s");
+        return EXIT_ERROR;
+    }
     if (r < 0) {
         fprintf(stderr, "prafs: restore of %s incomplete: %u error%s (listed above)\n", args[1], st.errors,
                 st.errors == 1 ? "" : "s");

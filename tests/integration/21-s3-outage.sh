@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # S3 failures seen from the command line: the server going away during a snapshot (bounded retries,
-# a clear error, nothing partial published, the next snapshot after it is back succeeds), a wrong
-# secret (fails fast, names the problem), a missing bucket (says so).
+# a clear error, nothing partial published, the next snapshot after it is back succeeds) and during
+# a restore (a clear error, every file left whole, the restore run again completes), a wrong secret
+# (fails fast, names the problem), a missing bucket (says so).
 . "$(dirname "$0")/lib.sh"
 
 [[ ${PRAFS_TEST_S3:-0} == 1 ]] || skip "no S3 server"
@@ -52,6 +53,54 @@ prafs_ok snapshot "$repo" vol="$TMP/big"
 id=$(new_snapshot_id "$repo" "$before")
 prafs_ok restore "$repo" "$id" "$TMP/restored"
 assert_same_tree "$TMP/big" "$TMP/restored/vol"
+
+log "server goes away during a restore: every file left is whole, and the restore run again completes"
+mkdir -p "$TMP/many"
+for i in $(seq 40); do write_random "$TMP/many/f$i" $((4 << 20)) "many$i"; done
+before=$(snapshot_ids "$repo")
+prafs_ok snapshot "$repo" many="$TMP/many"
+id=$(new_snapshot_id "$repo" "$before")
+# the server paced (2 MiB/s a connection) so that the cut falls in the middle of the 160 MiB
+stop_proxy
+start_proxy $((2 << 20))
+dest=$TMP/restored-cut
+(exec "$PRAFS" restore "$repo" "$id" "$dest" >"$TMP/rest.out" 2>"$TMP/rest.err") &
+rest_pid=$!
+for _ in $(seq 600); do
+    # blocks written (the files are created at their full size, sparse)
+    (($(du -s -B1 "$dest" 2>/dev/null | cut -f1 || echo 0) > (40 << 20))) && break
+    gone "$rest_pid" && break
+    sleep 0.1
+done
+gone "$rest_pid" && { show_file "$TMP/rest.err"; fail "the restore ended before the server was cut off"; }
+stop_proxy
+rc=0
+timeout 120 tail --pid="$rest_pid" -f /dev/null || fail "the restore did not end within 120 s of the outage"
+wait "$rest_pid" || rc=$?
+[[ $rc -eq 1 ]] || { show_file "$TMP/rest.err"; fail "the restore cut off from its server exited $rc, expected 1"; }
+grep -qiE "refused|reset|connect" "$TMP/rest.err" ||
+    { show_file "$TMP/rest.err"; fail "the restore's error does not say the server could not be reached"; }
+assert_contains "$TMP/rest.err" "restore of $id incomplete" "the restore's verdict"
+# whatever it left is whole: every file there equals its source, byte for byte
+missing=$(python3 - "$TMP/many" "$dest/many" <<'EOF'
+import filecmp, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+left = sorted(n for n in os.listdir(dst) if os.path.isfile(os.path.join(dst, n)))
+for n in left:
+    if not filecmp.cmp(os.path.join(src, n), os.path.join(dst, n), shallow=False):
+        sys.exit(f"{n}: differs from its source")
+print(f"{len(left)} of 40 files left, all whole", file=sys.stderr)
+if not 0 < len(left) < 40:
+    sys.exit("the cut came before any file or after every file was restored: nothing tested")
+print(40 - len(left))
+EOF
+) || { show_file "$TMP/rest.err"; fail "the restore cut off from its server left a file with wrong bytes, or nothing to check"; }
+files=files
+((missing == 1)) && files=file
+assert_contains "$TMP/rest.err" "incomplete: $missing $files not restored" "the count of files not restored"
+start_proxy
+prafs_ok restore "$repo" "$id" "$dest"
+assert_same_tree "$TMP/many" "$dest/many"
 
 log "wrong secret: fails fast and names the problem"
 start=$(date +%s)

@@ -594,12 +594,12 @@ proxy_init() {
     PROXY_TARGET=${PROXY_TARGET%%/*}
     PROXY_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 }
-start_proxy() {
+start_proxy() { # [RATE]: bytes per second from the server, per connection (none: as fast as it goes)
     local i out="$TMP/proxy.out"
     # the output of the last proxy goes first: its "ready" would be read before this one's
     # redirection (in the background subshell) truncates the file
     rm -f "$out"
-    (exec python3 "$PRAFS_SRC/tests/tcpproxy.py" "$PROXY_PORT" "$PROXY_TARGET" >"$out" 2>&1) &
+    (exec python3 "$PRAFS_SRC/tests/tcpproxy.py" "$PROXY_PORT" "$PROXY_TARGET" ${1:+"$1"} >"$out" 2>&1) &
     PROXY_PID=$!
     for ((i = 0; i < 100; i++)); do
         grep -qs ready "$out" && return 0
