@@ -706,8 +706,11 @@ int pr_repo_find_snapshot(PrRepo *r, const char *spec, PrSnapshot **ret) {
     if (ambiguous) {
         pr_log(PR_LOG_ERR, "snapshot id prefix '%s' is ambiguous: give more digits", spec);
         k = -EEXIST;
+    } else if (found < 0 && n == 0) {
+        pr_log(PR_LOG_ERR, "%s has no snapshots yet", r->store->location);
+        k = -ENOENT;
     } else if (found < 0) {
-        pr_log(PR_LOG_ERR, "no snapshot matches '%s' in %s", spec, r->store->location);
+        pr_log(PR_LOG_ERR, "no snapshot matches '%s' in %s (see 'prafs snapshots')", spec, r->store->location);
         k = -ENOENT;
     } else {
         *ret = list[found];

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Round trip: treegen --big -> init -> snapshot (two volumes) -> restore -> identical trees, on
 # each backend. Also: restore of one file (by id prefix and by time), of a symlink, of a hardlinked
-# file, of a subdirectory; `ls` names the entries; `snapshots --json` is valid and complete.
+# file, of a subdirectory; `ls` names the entries; `snapshots --json` is valid and complete; an
+# empty repository and a snapshot that is not there are named as such.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 require_root
@@ -72,6 +73,10 @@ roundtrip() {
     local b=$PRAFS_TEST_BACKEND repo id short time dest
     repo=$(make_repo "roundtrip-$b")
 
+    log "a repository without snapshots says so"
+    assert_exit 1 restore "$repo" latest "$TMP/restore-empty-$b"
+    assert_contains "$TMP/err" "has no snapshots yet" "restore of latest from an empty repository"
+
     log "snapshot"
     prafs_ok snapshot "$repo" --tag t1 --tag second-tag --host test-host main="$SRC" grafana="$SRC/grafana"
 
@@ -84,6 +89,8 @@ roundtrip() {
     prafs_ok snapshots "$repo"
     assert_contains "$TMP/out" "$short" "prafs snapshots lists the short id"
     assert_contains "$TMP/out" "$time" "prafs snapshots shows the time"
+    assert_exit 1 ls "$repo" 1999-01-01T00:00:00Z
+    assert_contains "$TMP/err" "no snapshot matches '1999-01-01T00:00:00Z'" "ls of a snapshot that is not there"
 
     log "restore everything"
     dest="$TMP/restore-$b/all"
