@@ -92,7 +92,8 @@ int cmd_restore(int argc, char **argv) {
         return EXIT_ERROR;
     }
     if (r < 0 && !st.errors) {
-        /* stopped by something other than a file (the server went away, say): said above */
+        /* stopped by something other than a file (out of memory): said above. A server gone away
+         * or a subtree that cannot be read fails files, counted below */
         fprintf(stderr,
                 "prafs: restore of %s stopped: the files restored are complete, the others were removed; "
                 "run it again\n",

@@ -17,7 +17,7 @@
 /* bytes of a planned GET at most. The reader waits for a whole GET (an 8 MiB GET took 220-300 ms on
  * a loaded machine, 2 MiB ~40), but a plan is asked for well ahead of the reader, and each GET costs
  * the server: with 8 MiB instead of 2, a `cp -a` of 100,000 files took 3 s less of the S3 server's
- * CPU (on the same 2 vCPUs as the copy) and 18.3 s instead of 20.6 (medians of 13 interleaved runs);
+ * CPU (on the same 2 vCPUs as the copy) and 18.3 s instead of 20.6 (medians of 13 interleaved pairs);
  * a copy of one directory of 100 files took the same 40-60 ms. */
 #define PLAN_GROUP_MAX (8u << 20)
 
