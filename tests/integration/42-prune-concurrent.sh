@@ -34,6 +34,7 @@ HOST=$(hostname)
 # $TMP/snap.err.
 SNAP_PID=""
 snapshot_paused() {
+    rm -f "$TMP/snap.out" "$TMP/snap.err" # (a line left by an earlier run must not be taken for this one's)
     PRAFS_TEST_LOCK_PAUSE=shared PRAFS_TEST_LOCK_RESUME="$1" \
         "$PRAFS" snapshot "$REPO" --host h vol="$SRC" >"$TMP/snap.out" 2>"$TMP/snap.err" &
     SNAP_PID=$!
@@ -91,6 +92,7 @@ concurrent() {
     assert_eq "$s2" "$(snapshot_ids "$REPO")" "snapshots after the refused snapshot"
 
     log "  a snapshot of the forgotten state (exactly the data being pruned) waits for the prune"
+    rm -f "$TMP/snap.out" "$TMP/snap.err"
     "$PRAFS" snapshot "$REPO" --host h2 old="$TMP/old" >"$TMP/snap.out" 2>"$TMP/snap.err" &
     snap_pid=$!
     PIDS+=("$snap_pid")
@@ -124,6 +126,7 @@ concurrent() {
     assert_contains "$TMP/out" "still held" "unlock output for a live lock"
     assert_eq 1 "$(lock_count)" "locks after unlock while a snapshot runs"
     prafs_ok forget "$REPO" --host h --keep-last 1 --dry-run
+    rm -f "$TMP/prune.out" "$TMP/prune.err"
     "$PRAFS" prune "$REPO" >"$TMP/prune.out" 2>"$TMP/prune.err" &
     prune_pid=$!
     PIDS+=("$prune_pid")
@@ -163,7 +166,7 @@ concurrent() {
 
     log "part 4: a prune started while a restore runs"
     local rpid last=latest # a snapshot of $SRC as it is (part 2's)
-    rm -rf "$TMP/r4" "$TMP/resume-restore"
+    rm -rf "$TMP/r4" "$TMP/resume-restore" "$TMP/restore4.out" "$TMP/restore4.err"
     PRAFS_TEST_LOCK_PAUSE=shared PRAFS_TEST_LOCK_RESUME="$TMP/resume-restore" \
         "$PRAFS" restore "$REPO" "$last" "$TMP/r4" >"$TMP/restore4.out" 2>"$TMP/restore4.err" &
     rpid=$!

@@ -34,7 +34,7 @@ for i in 1 2 3; do write_random "$SRC2/g$i" $((2 << 20)) "lapse-b$i"; done
 paused_snapshot() {
     local repo=$1
     shift
-    rm -f "$TMP/resume"
+    rm -f "$TMP/resume" "$TMP/snap.out" "$TMP/snap.err"
     env "$@" PRAFS_LOCK_REFRESH=1 PRAFS_LOCK_STALE=4 PRAFS_TEST_SNAPSHOT_PAUSE=publish \
         PRAFS_TEST_SNAPSHOT_RESUME="$TMP/resume" \
         "$PRAFS" snapshot "$repo" v="$SRC2" >"$TMP/snap.out" 2>"$TMP/snap.err" &

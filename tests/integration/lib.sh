@@ -247,7 +247,9 @@ restore_same() {
 }
 
 # wait_for_line FILE TEXT PID: waits until FILE contains TEXT; fails if PID exits first, or after
-# 120 s (then PID is killed: a test pause would hold it for an hour).
+# 120 s (then PID is killed: a test pause would hold it for an hour). Remove FILE before starting
+# the process that writes it: the shell truncates it only once the process is forked, so a line an
+# earlier process left there could be taken for this one's.
 wait_for_line() {
     local file=$1 text=$2 pid=$3 deadline=$((SECONDS + 120))
     until grep -qF -- "$text" "$file" 2>/dev/null; do
@@ -267,6 +269,7 @@ wait_for_line() {
 PRUNE_PID=""
 prune_paused() {
     local repo=$1 phase=$2 resume=${3:-}
+    rm -f "$TMP/prune.out" "$TMP/prune.err"
     PRAFS_TEST_PRUNE_PAUSE=$phase PRAFS_TEST_PRUNE_RESUME=$resume \
         "$PRAFS" prune "$repo" >"$TMP/prune.out" 2>"$TMP/prune.err" &
     PRUNE_PID=$!
