@@ -529,23 +529,30 @@ int pr_node_copy(const PrNode *src, PrNode *ret) {
         memcpy(n.chunks, src->chunks, sizeof *n.chunks * src->nchunks);
         n.nchunks = src->nchunks;
     }
-    if (src->nxattrs) {
-        n.xattrs = calloc(src->nxattrs, sizeof *n.xattrs);
-        if (!n.xattrs) goto oom;
-        n.nxattrs = src->nxattrs;
-        for (uint32_t i = 0; i < src->nxattrs; i++) {
-            n.xattrs[i].name = strdup(src->xattrs[i].name);
-            n.xattrs[i].value = malloc(src->xattrs[i].len ? src->xattrs[i].len : 1);
-            if (!n.xattrs[i].name || !n.xattrs[i].value) goto oom;
-            if (src->xattrs[i].len) memcpy(n.xattrs[i].value, src->xattrs[i].value, src->xattrs[i].len);
-            n.xattrs[i].len = src->xattrs[i].len;
-        }
-    }
+    if (pr_xattrs_copy(src->xattrs, src->nxattrs, &n.xattrs, &n.nxattrs) < 0) goto oom;
     *ret = n;
     return 0;
 oom:
     pr_node_clear(&n);
     return -ENOMEM;
+}
+
+int pr_xattrs_copy(const PrXattr *src, uint32_t n, PrXattr **ret, uint32_t *ret_n) {
+    *ret = NULL;
+    *ret_n = 0;
+    if (!n) return 0;
+    PrXattr *v = calloc(n, sizeof *v);
+    if (!v) return -ENOMEM;
+    *ret = v;
+    for (uint32_t i = 0; i < n; i++) {
+        v[i].name = strdup(src[i].name);
+        v[i].value = malloc(src[i].len ? src[i].len : 1);
+        *ret_n = i + 1; /* what the caller frees on failure */
+        if (!v[i].name || !v[i].value) return -ENOMEM;
+        if (src[i].len) memcpy(v[i].value, src[i].value, src[i].len);
+        v[i].len = src[i].len;
+    }
+    return 0;
 }
 
 static const uint8_t TREE_MAGIC[4] = {'P', 'R', 'T', 'R'};

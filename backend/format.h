@@ -145,6 +145,9 @@ void pr_tree_free(PrTree *t);
 static inline void pr_tree_freep(PrTree **t) { pr_tree_free(*t); }
 /* Deep copy of src into *ret. */
 int pr_node_copy(const PrNode *src, PrNode *ret);
+/* A deep copy of n attributes into *ret (NULL when n is 0). On -ENOMEM, *ret and *ret_n hold what
+ * was copied so far, for the node that owns them to free. */
+int pr_xattrs_copy(const PrXattr *src, uint32_t n, PrXattr **ret, uint32_t *ret_n);
 
 /* Tree blob: "PRTR" || u8 version(1) || u32 count || count entries (docs/format.md). Nodes must be
  * sorted; -EINVAL otherwise. */

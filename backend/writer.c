@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -32,6 +33,9 @@
 #define PREFETCH_FILES 64
 #define PREFETCH_BYTES (8u << 20)
 #define PREFETCH_FILE_BYTES (4u << 20)
+/* the stats the read-ahead took, kept for the walk (which would take each one again): a ring, as
+ * the window is never more than PREFETCH_FILES entries ahead of the entry being walked */
+#define STAT_RING 128
 #define PACK_TRAILER_ROOM (256u << 10) /* a trailer larger than that (many tiny blobs) grows the buffer */
 
 /* ---- dedup set: ids this run has already queued ---- */
@@ -733,8 +737,10 @@ static int link_index(Writer *w) {
     return 0;
 }
 
-/* Fills n for the regular file at path. Returns 1 if it could not be read (reported, skip it). */
-static int do_file(Writer *w, const char *path, const struct stat *st, const PrNode *old, PrNode *n) {
+/* Fills n for the regular file name in directory dfd (at path, for messages). Returns 1 if it could
+ * not be read (reported, skip it). */
+static int do_file(Writer *w, int dfd, const char *name, const char *path, const struct stat *st, const PrNode *old,
+                   PrNode *n) {
     LinkSeen *seen = NULL;
     if (st->st_nlink > 1) {
         seen = link_find(w, st->st_dev, st->st_ino);
@@ -749,8 +755,8 @@ static int do_file(Writer *w, const char *path, const struct stat *st, const PrN
         n->size = old->size;
         if ((r = copy_chunks(n, old->chunks, old->nchunks)) < 0) return r;
     } else {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-        if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+        if (fd < 0 && errno == EPERM) fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
             report_unreadable(w, path, errno);
             return 1;
@@ -803,19 +809,43 @@ static int do_file(Writer *w, const char *path, const struct stat *st, const PrN
  * once instead of one file at a time. Only regular files that will be read (not unchanged since the
  * parent, not a hardlink already stored) are named; every failure is ignored, the real read reports
  * it. Page cache only: nothing of it is the writer's memory. */
+typedef struct StatSlot {
+    size_t k1; /* entry index + 1 whose stat this is; 0: none */
+    struct stat st;
+} StatSlot;
+
 typedef struct Prefetch {
-    const char *dir;
+    int dfd; /* the directory's, which names[] are relative to */
     char *const *names;
     size_t n;
     const PrTree *old;
     size_t next;       /* first entry not looked at yet */
     uint64_t *sizes;   /* bytes asked for per entry, to keep the window bounded; NULL: no read-ahead */
     uint64_t ahead;    /* bytes asked for entries not reached yet */
+    StatSlot *stats;   /* STAT_RING slots, allocated with sizes */
 } Prefetch;
+
+/* The read-ahead's buffers for a directory of n entries: both or neither (it is an optimisation). */
+static void prefetch_alloc(Prefetch *pf, size_t n) {
+    pf->sizes = n ? calloc(n, sizeof(uint64_t)) : NULL;
+    pf->stats = pf->sizes ? calloc(STAT_RING, sizeof(StatSlot)) : NULL;
+    if (!pf->stats) {
+        free(pf->sizes);
+        pf->sizes = NULL;
+    }
+}
+
+static void prefetch_free(Prefetch *pf) {
+    free(pf->sizes);
+    free(pf->stats);
+    pf->sizes = NULL;
+    pf->stats = NULL;
+}
 
 /* One directory being walked: what the read-ahead needs to look past its end into the next one. */
 typedef struct DirFrame {
     struct DirFrame *up;
+    int dfd; /* open on the directory: entries are looked up relative to it, not by whole path */
     const char *path;
     char *const *names;
     size_t n;
@@ -832,6 +862,7 @@ typedef struct NextDir {
     const DirFrame *parent;
     size_t index; /* in parent */
     char *path;
+    int dfd;
     char **names;
     size_t n;
     PrTree *old;
@@ -849,21 +880,22 @@ static void free_names(char **names, size_t n) {
 static void next_dir_free(NextDir *nd) {
     if (!nd) return;
     free(nd->path);
+    if (nd->dfd >= 0) close(nd->dfd);
     free_names(nd->names, nd->n);
     pr_tree_free(nd->old);
-    free(nd->pf.sizes);
+    prefetch_free(&nd->pf);
     free(nd);
 }
 
 static void prefetch_one(Writer *w, Prefetch *pf, size_t k) {
-    _cleanup_free_ char *path = NULL;
-    if (asprintf(&path, "%s/%s", pf->dir, pf->names[k]) < 0) return;
     struct stat st;
-    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return;
+    if (fstatat(pf->dfd, pf->names[k], &st, AT_SYMLINK_NOFOLLOW) < 0) return;
+    pf->stats[k % STAT_RING] = (StatSlot){k + 1, st};
+    if (!S_ISREG(st.st_mode) || st.st_size == 0) return;
     if (pf->old && unchanged(pr_tree_find(pf->old, pf->names[k]), &st)) return;
     if (st.st_nlink > 1 && link_find(w, st.st_dev, st.st_ino)) return;
-    /* O_NONBLOCK: should it have become a fifo since the lstat, the open must not wait for a writer */
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    /* O_NONBLOCK: should it have become a fifo since the stat, the open must not wait for a writer */
+    _cleanup_close_ int fd = openat(pf->dfd, pf->names[k], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) return;
     uint64_t len = MIN((uint64_t)st.st_size, (uint64_t)PREFETCH_FILE_BYTES);
     if (posix_fadvise(fd, 0, (off_t)len, POSIX_FADV_WILLNEED) != 0) return;
@@ -871,7 +903,7 @@ static void prefetch_one(Writer *w, Prefetch *pf, size_t k) {
     pf->ahead += len;
 }
 
-static int list_dir(const char *path, char ***ret_names, size_t *ret_n);
+static int list_dir(int dfd, char ***ret_names, size_t *ret_n);
 
 /* The current directory's window reached its last entry with room left (files_ahead entries and
  * bytes_ahead bytes in it): carry it on into the parent's next entry if that is a directory on the
@@ -887,13 +919,16 @@ static void prefetch_next_dir(Writer *w, const DirFrame *f, size_t files_ahead, 
         _cleanup_free_ char *path = NULL;
         struct stat st;
         if (asprintf(&path, "%s/%s", up->path, up->names[up->i + 1]) < 0) return;
-        if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_dev != up->dev) return;
+        if (fstatat(up->dfd, up->names[up->i + 1], &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode) ||
+            st.st_dev != up->dev)
+            return;
         if (!(nd = calloc(1, sizeof *nd))) return;
         nd->parent = up;
         nd->index = up->i + 1;
         nd->path = TAKE_PTR(path);
-        if (list_dir(nd->path, &nd->names, &nd->n) != 0 || !nd->n ||
-            !(nd->pf.sizes = calloc(nd->n, sizeof(uint64_t)))) {
+        nd->dfd = openat(up->dfd, up->names[up->i + 1], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nd->dfd < 0 || list_dir(nd->dfd, &nd->names, &nd->n) != 0 || !nd->n ||
+            (prefetch_alloc(&nd->pf, nd->n), !nd->pf.sizes)) {
             next_dir_free(nd);
             return;
         }
@@ -902,7 +937,7 @@ static void prefetch_next_dir(Writer *w, const DirFrame *f, size_t files_ahead, 
             nd->old_id = o->subtree;
             nd->has_old = pr_repo_read_tree(w->repo, &nd->old_id, &nd->old) == 0;
         }
-        nd->pf = (Prefetch){nd->path, nd->names, nd->n, nd->old, 0, nd->pf.sizes, 0};
+        nd->pf = (Prefetch){nd->dfd, nd->names, nd->n, nd->old, 0, nd->pf.sizes, 0, nd->pf.stats};
         w->next_dir = nd;
     }
     Prefetch *pf = &nd->pf;
@@ -925,11 +960,30 @@ static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const
 
 static int do_dir(Writer *w, DirFrame *up, const char *path, dev_t dev, const PrId *old_tree, PrId *ret_id);
 
-/* Builds the node for one entry. Returns 1 to skip the entry (reported), 0 or -errno. */
+/* The stat of entry i of the directory being walked: the one the read-ahead took, else a new one. */
+static int entry_stat(const DirFrame *f, struct stat *st) {
+    const StatSlot *s = f->pf->stats ? &f->pf->stats[f->i % STAT_RING] : NULL;
+    if (s && s->k1 == f->i + 1) {
+        *st = s->st;
+        return 0;
+    }
+    return fstatat(f->dfd, f->names[f->i], st, AT_SYMLINK_NOFOLLOW);
+}
+
+/* Extended attributes change an entry's ctime: with the same inode and ctime as in the parent
+ * snapshot, its attributes are the parent's, and the two syscalls per entry that read them (the
+ * larger part of an unchanged snapshot's system time) are saved. */
+static bool attrs_unchanged(const PrNode *old, const PrNode *n) {
+    return old && old->type == n->type && old->inode == n->inode && old->ctime_sec == n->ctime_sec &&
+           old->ctime_nsec == n->ctime_nsec;
+}
+
+/* Builds the node for entry frame->i, name, at path. Returns 1 to skip the entry (reported), 0 or
+ * -errno. */
 static int do_entry(Writer *w, DirFrame *frame, const char *path, const char *name, dev_t dev, const PrTree *old_tree,
                     PrNode *n) {
     struct stat st;
-    if (lstat(path, &st) < 0) {
+    if (entry_stat(frame, &st) < 0) {
         if (errno == ENOENT) return 1; /* vanished since readdir: nothing to report */
         report_unreadable(w, path, errno);
         return 1;
@@ -940,19 +994,20 @@ static int do_entry(Writer *w, DirFrame *frame, const char *path, const char *na
         pr_log(PR_LOG_WARN, "%s: unknown file type, skipped", path);
         return 1;
     }
-    int r = read_xattrs(path, n);
+    const PrNode *old = old_tree ? pr_tree_find(old_tree, name) : NULL;
+    int r = attrs_unchanged(old, n) ? pr_xattrs_copy(old->xattrs, old->nxattrs, &n->xattrs, &n->nxattrs)
+                                    : read_xattrs(path, n);
     if (r < 0) {
         if (r == -ENOMEM) return r;
         report_unreadable(w, path, r);
         return 1;
     }
     count_xattrs(w, n);
-    const PrNode *old = old_tree ? pr_tree_find(old_tree, name) : NULL;
     switch (n->type) {
     case PR_NODE_FILE:
         w->vol_files++;
         w->files++;
-        return do_file(w, path, &st, old, n);
+        return do_file(w, frame->dfd, name, path, &st, old, n);
     case PR_NODE_DIR:
         w->vol_dirs++;
         w->dirs++;
@@ -969,7 +1024,7 @@ static int do_entry(Writer *w, DirFrame *frame, const char *path, const char *na
         return r;
     case PR_NODE_SYMLINK: {
         char buf[PATH_MAX + 1];
-        ssize_t l = readlink(path, buf, PATH_MAX);
+        ssize_t l = readlinkat(frame->dfd, name, buf, PATH_MAX);
         if (l < 0) {
             report_unreadable(w, path, errno);
             return 1;
@@ -984,11 +1039,17 @@ static int do_entry(Writer *w, DirFrame *frame, const char *path, const char *na
     }
 }
 
-/* The entries of a directory but . and .., sorted. 0, -ENOMEM, or a positive errno when the directory
- * cannot be read. */
-static int list_dir(const char *path, char ***ret_names, size_t *ret_n) {
-    DIR *d = opendir(path);
-    if (!d) return errno;
+/* The entries of the directory open as dfd but . and .., sorted. 0, -ENOMEM, or a positive errno
+ * when the directory cannot be read. */
+static int list_dir(int dfd, char ***ret_names, size_t *ret_n) {
+    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0); /* closedir closes it */
+    if (fd < 0) return errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        return e;
+    }
     char **names = NULL;
     size_t nn = 0, cap = 0;
     struct dirent *de;
@@ -1024,11 +1085,12 @@ static int list_dir(const char *path, char ***ret_names, size_t *ret_n) {
     return 0;
 }
 
-/* Walks one directory (sorted), writes its tree blob, returns its id. Returns 1 if the directory
- * itself cannot be read (reported). */
+/* Walks one directory (sorted), writes its tree blob, returns its id. The directory is entry up->i
+ * of up, or with no up a volume at path. Returns 1 if the directory itself cannot be read (reported). */
 static int do_dir(Writer *w, DirFrame *up, const char *path, dev_t dev, const PrId *old_id, PrId *ret_id) {
     int r;
     _cleanup_(pr_tree_freep) PrTree *old = NULL;
+    _cleanup_close_ int dfd = -1;
     char **names = NULL;
     size_t nn = 0;
     /* listed already by the read-ahead of the directory before it? */
@@ -1038,29 +1100,32 @@ static int do_dir(Writer *w, DirFrame *up, const char *path, dev_t dev, const Pr
 
     Prefetch pf = {0};
     if (nd) {
+        dfd = TAKE_FD(nd->dfd);
         names = TAKE_PTR(nd->names);
         nn = nd->n;
         nd->n = 0;
         pf = nd->pf;
-        nd->pf.sizes = NULL;
-        pf.dir = path;
+        nd->pf = (Prefetch){0};
         pf.old = old;
         next_dir_free(nd);
     } else {
-        r = list_dir(path, &names, &nn);
+        /* a volume given as a symlink to its directory is followed; nothing below it is */
+        dfd = up ? openat(up->dfd, up->names[up->i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                 : open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        r = dfd < 0 ? errno : list_dir(dfd, &names, &nn);
         if (r < 0) return r;
         if (r > 0) {
             report_unreadable(w, path, r);
             return 1;
         }
-        /* without memory for the window, no read-ahead: it is only an optimisation */
-        pf = (Prefetch){path, names, nn, old, 0, nn ? calloc(nn, sizeof(uint64_t)) : NULL, 0};
+        pf = (Prefetch){dfd, names, nn, old, 0, NULL, 0, NULL};
+        prefetch_alloc(&pf, nn); /* without memory for the window, no read-ahead */
     }
     pf.names = names;
     r = 0;
     PrTree t = {0};
     if (nn && !(t.nodes = calloc(nn, sizeof *t.nodes))) r = -ENOMEM;
-    DirFrame frame = {up, path, names, nn, 0, old, dev, &pf};
+    DirFrame frame = {up, dfd, path, names, nn, 0, old, dev, &pf};
     for (size_t i = 0; r >= 0 && i < nn; i++) {
         frame.i = i;
         prefetch_advance(w, &frame, i);
@@ -1089,7 +1154,7 @@ static int do_dir(Writer *w, DirFrame *up, const char *path, dev_t dev, const Pr
         next_dir_free(w->next_dir);
         w->next_dir = NULL;
     }
-    free(pf.sizes);
+    prefetch_free(&pf);
     free_names(names, nn);
     if (r >= 0) {
         _cleanup_free_ void *data = NULL;
@@ -1212,6 +1277,12 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
             pr_log(PR_LOG_ERR, "volume %s: %s is not a directory", opts->volumes[i].name, opts->volumes[i].path);
             return -ENOTDIR;
         }
+    }
+    /* the walk holds one descriptor per directory level it is in: let a deep tree have them */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < MIN(rl.rlim_max, (rlim_t)65536)) {
+        rl.rlim_cur = MIN(rl.rlim_max, (rlim_t)65536);
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
     if ((r = pr_repo_load_index(repo, true)) < 0) return r;
     PrSnapshot **list = NULL;

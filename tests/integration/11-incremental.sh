@@ -18,7 +18,7 @@ cp -a "$SRC/big64" "$TMP/big64.orig"
 measure_size() { repo_size "$1"; }
 
 incremental() {
-    local b=$PRAFS_TEST_BACKEND repo id1 id2 id3 s1 s2 s3 v du1=0 du2
+    local b=$PRAFS_TEST_BACKEND repo id1 id2 id3 id4 s1 s2 s3 v du1=0 du2
     rm -rf "$SRC/big64" && cp -a "$TMP/big64.orig" "$SRC/big64"
     repo=$(make_repo "inc-$b")
 
@@ -74,6 +74,39 @@ $id2")
     prafs_ok restore "$repo" "${id3:0:12}" "$TMP/restore-$b"
     assert_same_tree "$SRC" "$TMP/restore-$b/vol"
     rm -rf "$TMP/restore-$b"
+
+    log "extended attributes changed, nothing else: the next snapshot has them"
+    # (an unchanged entry's attributes are taken from the parent snapshot, unread: only the ctime
+    # that setxattr moves tells the writer to read them again)
+    python3 - "$SRC" <<'EOF' || fail "could not change the tree's xattrs"
+import os, sys
+root = sys.argv[1]
+with_user = []
+for d, dirs, files in os.walk(root):
+    dirs.sort()
+    for f in sorted(files):
+        p = os.path.join(d, f)
+        if not os.path.islink(p) and any(n.startswith("user.") for n in os.listxattr(p)):
+            with_user.append(p)
+assert len(with_user) >= 2, "treegen made fewer than two files with user.* xattrs"
+changed, removed = with_user[0], with_user[1]
+name = next(n for n in os.listxattr(changed) if n.startswith("user."))
+os.setxattr(changed, name, b"changed after the parent snapshot")
+for n in [n for n in os.listxattr(removed) if n.startswith("user.")]:
+    os.removexattr(removed, n)
+subdir = next(os.path.join(root, e) for e in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, e)))
+os.setxattr(subdir, "user.added", b"on a directory")
+print(changed, removed, subdir)
+EOF
+    prafs_ok snapshot "$repo" --host inc-host vol="$SRC"
+    id4=$(new_snapshot_id "$repo" "$id1
+$id2
+$id3")
+    v=$(snapshot_field "$repo" "$id4" parent)
+    assert_eq "$id3" "$v" "parent of the fourth snapshot"
+    prafs_ok restore "$repo" "${id4:0:12}" "$TMP/restore4-$b"
+    assert_same_tree "$SRC" "$TMP/restore4-$b/vol"
+    rm -rf "$TMP/restore4-$b"
 
     log "the first snapshot still has the old file"
     prafs_ok restore "$repo" "${id1:0:12}:vol/big64" "$TMP/restore1-$b"
