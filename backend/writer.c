@@ -960,10 +960,14 @@ static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const
 
 static int do_dir(Writer *w, DirFrame *up, const char *path, dev_t dev, const PrId *old_tree, PrId *ret_id);
 
-/* The stat of entry i of the directory being walked: the one the read-ahead took, else a new one. */
-static int entry_stat(const DirFrame *f, struct stat *st) {
+/* The stat of entry f->i of the directory being walked (old: its node in the parent snapshot). The
+ * read-ahead's, when that showed a file unchanged since the parent: the entry is then recorded as it
+ * was at that stat (its chunks and xattrs the parent's), as the read-ahead already decided not to
+ * read it. Else a new one: anything read is described as it is now, not as it was before a
+ * subdirectory was walked in between. */
+static int entry_stat(const DirFrame *f, const PrNode *old, struct stat *st) {
     const StatSlot *s = f->pf->stats ? &f->pf->stats[f->i % STAT_RING] : NULL;
-    if (s && s->k1 == f->i + 1) {
+    if (s && s->k1 == f->i + 1 && S_ISREG(s->st.st_mode) && unchanged(old, &s->st)) {
         *st = s->st;
         return 0;
     }
@@ -983,7 +987,8 @@ static bool attrs_unchanged(const PrNode *old, const PrNode *n) {
 static int do_entry(Writer *w, DirFrame *frame, const char *path, const char *name, dev_t dev, const PrTree *old_tree,
                     PrNode *n) {
     struct stat st;
-    if (entry_stat(frame, &st) < 0) {
+    const PrNode *old = old_tree ? pr_tree_find(old_tree, name) : NULL;
+    if (entry_stat(frame, old, &st) < 0) {
         if (errno == ENOENT) return 1; /* vanished since readdir: nothing to report */
         report_unreadable(w, path, errno);
         return 1;
@@ -994,7 +999,6 @@ static int do_entry(Writer *w, DirFrame *frame, const char *path, const char *na
         pr_log(PR_LOG_WARN, "%s: unknown file type, skipped", path);
         return 1;
     }
-    const PrNode *old = old_tree ? pr_tree_find(old_tree, name) : NULL;
     int r = attrs_unchanged(old, n) ? pr_xattrs_copy(old->xattrs, old->nxattrs, &n->xattrs, &n->nxattrs)
                                     : read_xattrs(path, n);
     if (r < 0) {
