@@ -81,12 +81,14 @@ $id2")
     python3 - "$SRC" <<'EOF' || fail "could not change the tree's xattrs"
 import os, sys
 root = sys.argv[1]
-with_user = []
+with_user, inodes = [], set()  # two different files (hardlinks share their xattrs)
 for d, dirs, files in os.walk(root):
     dirs.sort()
     for f in sorted(files):
         p = os.path.join(d, f)
-        if not os.path.islink(p) and any(n.startswith("user.") for n in os.listxattr(p)):
+        st = os.lstat(p)
+        if not os.path.islink(p) and st.st_ino not in inodes and any(n.startswith("user.") for n in os.listxattr(p)):
+            inodes.add(st.st_ino)
             with_user.append(p)
 assert len(with_user) >= 2, "treegen made fewer than two files with user.* xattrs"
 changed, removed = with_user[0], with_user[1]
