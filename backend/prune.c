@@ -346,7 +346,7 @@ static int out_flush(Prune *p, Out *o) {
         p->wcap = cap;
     }
     k = pr_store_put(pr_repo_store(p->repo), key, o->buf, total);
-    if (k < 0) return pr_log_errno(k, "cannot store %s", key);
+    if (k < 0) return pr_log_errno(k, "cannot store %s in %s", key, pr_repo_store(p->repo)->location);
     pr_debug("prune: stored %s (%u blobs, %zu bytes)", key, o->n, total);
     p->written[p->nwritten++] = (PrIndexPack){id, o->refs, o->n};
     p->written_bytes += total;
@@ -527,7 +527,7 @@ static int put_index_file(Prune *p, const PrIndexPack *packs, uint32_t n, PrKeyL
     pr_hex(h, 32, hex);
     snprintf(key, sizeof key, "index/%s", hex);
     k = pr_store_put(pr_repo_store(p->repo), key, data, len);
-    if (k < 0) return pr_log_errno(k, "cannot store %s", key);
+    if (k < 0) return pr_log_errno(k, "cannot store %s in %s", key, pr_repo_store(p->repo)->location);
     p->new_index_bytes += len;
     p->st.index_files_written++;
     return pr_key_list_add(key, len, written);

@@ -344,7 +344,7 @@ static int upload_pack(Writer *w, Pack *p) {
     char key[PR_PACK_KEY_MAX];
     pr_pack_key(&id, key);
     r = pr_store_put_hashed(pr_repo_store(w->repo), key, p->buf, total, id.b); /* a pack is named by its SHA-256 */
-    if (r < 0) return pr_log_errno(r, "cannot store %s", key);
+    if (r < 0) return pr_log_errno(r, "cannot store %s in %s", key, pr_repo_store(w->repo)->location);
     /* a lock that lapsed stops the snapshot now rather than at the end */
     if (w->opts->lock && (r = pr_lock_check(w->opts->lock)) < 0) return r;
     pr_debug("stored %s (%u blobs, %zu bytes)", key, p->n, total);
@@ -1207,7 +1207,7 @@ static int write_index_and_manifest(Writer *w, PrSnapshot *s) {
         pr_hex(h, 32, hex);
         snprintf(key, sizeof key, "index/%s", hex);
         r = pr_store_put(store, key, data, len);
-        if (r < 0) return pr_log_errno(r, "cannot store %s", key);
+        if (r < 0) return pr_log_errno(r, "cannot store %s in %s", key, store->location);
         atomic_fetch_add(&w->bytes_uploaded, len);
     }
     s->bytes_uploaded = atomic_load(&w->bytes_uploaded);
@@ -1220,7 +1220,7 @@ static int write_index_and_manifest(Writer *w, PrSnapshot *s) {
     pr_hex(s->id.b, PR_ID_LEN, hex);
     snprintf(key, sizeof key, "snapshots/%s", hex);
     r = pr_store_put(store, key, data, len);
-    if (r < 0) return pr_log_errno(r, "cannot store %s", key);
+    if (r < 0) return pr_log_errno(r, "cannot store %s in %s", key, store->location);
     return 0;
 }
 

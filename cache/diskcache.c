@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,7 @@ struct PrDiskCache {
     pthread_mutex_t lock; /* guards the counters; trim_lock serialises scans */
     pthread_mutex_t trim_lock;
     uint64_t bytes, count;
+    atomic_bool warned; /* a failed write was reported: once per process, the cache is optional */
 };
 
 static int mkdir_p(const char *path, mode_t mode) {
@@ -248,6 +250,15 @@ int pr_diskcache_get(PrDiskCache *c, const uint8_t key[32], size_t max_len, void
     return 0;
 }
 
+/* A write to the cache failed (a full disk, a read-only one, a quota): reads go on without it, but
+ * whoever runs the mount should know why the cache does not fill, once. */
+static int put_failed(PrDiskCache *c, int r) {
+    if (!atomic_exchange(&c->warned, true))
+        pr_log(PR_LOG_WARN, "disk cache %s: cannot store an entry (%s); what is not cached is fetched again when needed",
+               c->dir, strerror(-r));
+    return r;
+}
+
 int pr_diskcache_put(PrDiskCache *c, const uint8_t key[32], const void *data, size_t len) {
     size_t psize = strlen(c->dir) + 72;
     _cleanup_free_ char *path = malloc(psize);
@@ -259,12 +270,12 @@ int pr_diskcache_put(PrDiskCache *c, const uint8_t key[32], const void *data, si
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) {
         *slash = 0;
-        if (mkdir(path, 0700) < 0 && errno != EEXIST) return -errno;
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) return put_failed(c, -errno);
         *slash = '/';
         memcpy(tmp + strlen(tmp) - 6, "XXXXXX", 6);
         fd = mkostemp(tmp, O_CLOEXEC);
     }
-    if (fd < 0) return -errno;
+    if (fd < 0) return put_failed(c, -errno);
     const uint8_t *p = data;
     size_t done = 0;
     int r = 0;
@@ -281,7 +292,7 @@ int pr_diskcache_put(PrDiskCache *c, const uint8_t key[32], const void *data, si
     if (r == 0 && rename(tmp, path) < 0) r = -errno;
     if (r < 0) {
         unlink(tmp);
-        return r;
+        return put_failed(c, r);
     }
     pthread_mutex_lock(&c->lock);
     c->bytes += len;
