@@ -28,7 +28,12 @@
 #include "cache/util.h"
 
 #define WINDOW_GAP (1u << 20)  /* fetch across gaps up to this size rather than split the request */
-#define WINDOW_MAX (32u << 20) /* one request at most */
+/* One request at most. Smaller than a pack (16 MiB): a Ceph RGW serving a GET of a whole pack spent
+ * half again as much CPU on it as on two GETs of half a pack (it reads up to 16 MiB ahead from its
+ * OSD into fresh buffers per request), and on a machine the server shares that made the restore
+ * slower; the fetch threads held half again as much memory too. 8 MiB: 13.0-13.9 s against
+ * 15.4-16.1 s for whole packs, 4 MiB 14.4-14.8 s (docs/BENCHMARKS.md). */
+#define WINDOW_MAX (8u << 20)
 
 enum {
     FAIL_NONE,
