@@ -40,6 +40,9 @@ int cli_parse_open_repo(int argc, char **argv, const char *usage, const void *lo
 int cli_find_snapshot(PrRepo *repo, const char *spec, PrSnapshot **ret_snap, char **ret_path);
 
 void cli_human_bytes(uint64_t n, char *buf, size_t size);
+/* "in 3.2 s (120 MB/s)" for bytes in secs; the rate only from a tenth of a second and a MiB on (a rate
+ * over a few milliseconds or bytes means nothing: "in 0.0 s (0 MB/s)" was said of a 41-byte snapshot). */
+void cli_duration_rate(uint64_t bytes, double secs, char *buf, size_t size);
 void cli_json_string(FILE *f, const char *s);
 bool cli_progress_enabled(void);
 /* After an operation that may have shown progress: clears the progress line (when `progress`) and,

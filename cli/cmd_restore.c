@@ -79,11 +79,12 @@ int cmd_restore(int argc, char **argv) {
         fprintf(stderr, "prafs: restore of %s failed: nothing was restored\n", args[1]);
         return EXIT_ERROR;
     }
-    char b[32];
+    char b[32], took[64];
     cli_human_bytes(st.bytes, b, sizeof b);
-    fprintf(stderr, "prafs: restored %llu files, %llu dirs, %s in %.1f s (%.0f MB/s)%s\n",
-            (unsigned long long)st.files, (unsigned long long)st.dirs, b, secs,
-            secs > 0 ? (double)st.bytes / 1e6 / secs : 0.0, r < 0 ? " with errors" : "");
+    cli_duration_rate(st.bytes, secs, took, sizeof took);
+    fprintf(stderr, "prafs: restored %llu file%s, %llu dir%s, %s %s%s\n", (unsigned long long)st.files,
+            st.files == 1 ? "" : "s", (unsigned long long)st.dirs, st.dirs == 1 ? "" : "s", b, took,
+            r < 0 ? " with errors" : "");
     if (r == -ENOSPC || r == -EDQUOT) {
         fprintf(stderr,
                 "prafs: restore of %s stopped: %s under %s; the files restored are complete, the others "

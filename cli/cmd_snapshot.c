@@ -115,11 +115,11 @@ int cmd_snapshot(int argc, char **argv) {
     cli_human_bytes(s->bytes_read, rd, sizeof rd);
     cli_human_bytes(s->bytes_new, nw, sizeof nw);
     cli_human_bytes(s->bytes_uploaded, up, sizeof up);
-    double secs = (double)s->duration_ms / 1000.0;
-    fprintf(stderr,
-            "prafs: snapshot %.8s saved: %llu files, %llu dirs, read %s, new %s, uploaded %s in %.1f s (%.0f MB/s)\n",
-            hex, (unsigned long long)s->files, (unsigned long long)s->dirs, rd, nw, up, secs,
-            secs > 0 ? (double)s->bytes_read / 1e6 / secs : 0.0);
+    char took[64];
+    cli_duration_rate(s->bytes_read, (double)s->duration_ms / 1000.0, took, sizeof took);
+    fprintf(stderr, "prafs: snapshot %.8s saved: %llu file%s, %llu dir%s, read %s, new %s, uploaded %s %s\n", hex,
+            (unsigned long long)s->files, s->files == 1 ? "" : "s", (unsigned long long)s->dirs,
+            s->dirs == 1 ? "" : "s", rd, nw, up, took);
     if (r == 1) {
         fprintf(stderr, "prafs: some files could not be read (listed above); the snapshot holds everything else\n");
         return EXIT_PARTIAL;
