@@ -207,11 +207,12 @@ void cli_human_bytes(uint64_t n, char *buf, size_t size) {
 }
 
 void cli_duration_rate(uint64_t bytes, double secs, char *buf, size_t size) {
-    double mbps = secs >= 0.1 ? (double)bytes / 1e6 / secs : 0;
-    if (secs >= 0.1 && bytes >= (1u << 20))
-        snprintf(buf, size, mbps < 10 ? "in %.1f s (%.1f MB/s)" : "in %.1f s (%.0f MB/s)", secs, mbps);
-    else
+    if (secs < 0.1 || bytes < (1u << 20)) {
         snprintf(buf, size, "in %.1f s", secs > 0 ? secs : 0.0);
+        return;
+    }
+    double mbps = (double)bytes / 1e6 / secs;
+    snprintf(buf, size, mbps < 10 ? "in %.1f s (%.1f MB/s)" : "in %.1f s (%.0f MB/s)", secs, mbps);
 }
 
 void cli_json_string(FILE *f, const char *s) {
