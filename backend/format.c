@@ -207,6 +207,7 @@ static uint8_t *thread_scratch_of(const pthread_key_t *key, size_t n) {
         free(s->p);
         s->p = malloc(n);
         s->cap = s->p ? n : 0;
+        pr_mem_advise_huge(s->p, s->cap);
     }
     return s->p;
 }

@@ -517,6 +517,7 @@ int pr_repo_read_pack_window(PrRepo *r, const PrId *pack, const PrBlobRef *blobs
     for (size_t i = 0; i < n; i++) raw_max = MAX(raw_max, blobs[i].raw_length);
     _cleanup_free_ uint8_t *plain = malloc(raw_max);
     if (!plain) return -ENOMEM;
+    pr_mem_advise_huge(plain, raw_max);
     for (size_t i = 0; i < n; i++) {
         const PrBlobRef *b = &blobs[i];
         k = pr_blob_decode_into(&r->keys, &b->id, buf + (b->offset - start), b->length, b->raw_length, plain);

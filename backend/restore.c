@@ -121,6 +121,7 @@ static bool is_fatal(Restorer *r) {
             if (_p) {                                                             \
                 (arr) = _p;                                                       \
                 (cap) = _c;                                                       \
+                pr_mem_advise_huge(_p, sizeof *(arr) * _c);                       \
             } else                                                                \
                 _g = -ENOMEM;                                                     \
         }                                                                         \

@@ -518,6 +518,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
             w->oom = true;
             return 0;
         }
+        pr_mem_advise_huge(w->body->p, w->body->cap);
     }
     if (buf_add(w->body, data, n) < 0) {
         w->oom = true;
