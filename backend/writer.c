@@ -201,6 +201,7 @@ static Pack *pack_get_locked(Writer *w) {
         free(p);
         return NULL;
     }
+    pr_mem_advise_huge(p->buf, w->pack_cap);
     p->cap = w->pack_cap;
     return p;
 }
@@ -428,6 +429,7 @@ static int store_blob(Writer *w, uint8_t type, const void *data, size_t len, PrI
     if (r <= 0) return r;
     void *copy = malloc(len ? len : 1);
     if (!copy) return -ENOMEM;
+    pr_mem_advise_huge(copy, len);
     memcpy(copy, data, len);
     return submit(w, ret_id, type, copy, len);
 }
@@ -1332,6 +1334,7 @@ int pr_writer_snapshot(PrRepo *repo, const PrWriterOptions *opts, PrSnapshot **r
     pthread_cond_init(&w->packs_ready, NULL);
     pthread_cond_init(&w->packs_space, NULL);
     w->rbuf = malloc(READ_BUF);
+    pr_mem_advise_huge(w->rbuf, READ_BUF);
 
     unsigned nw = opts->workers ? opts->workers : (unsigned)MAX(1L, MIN(16L, sysconf(_SC_NPROCESSORS_ONLN)));
     /* a local disk gains nothing from more than two writers; S3 requests overlap their latency */
